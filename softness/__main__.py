@@ -1,0 +1,5 @@
+import sys
+
+from softness.cli import main
+
+sys.exit(main())
