@@ -1,0 +1,279 @@
+import h5py
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from softness import classifier, config
+from softness.cli import main
+from softness.errors import SoftnessError
+from softness.io import atomic_h5
+
+N_R = 4
+PAIRS = [["Si", "Si"], ["Si", "O"], ["O", "O"]]
+
+
+def small_grid(r_max=2.5):
+    return {
+        "radial_r_A": np.linspace(1.0, r_max, N_R), "radial_width_A": np.array(0.1),
+        "radial_species": np.array(["Si", "O"], dtype="S"),
+        "angular_xi_A": np.array([2.0, 3.0]), "angular_lambda": np.array([1, -1]),
+        "angular_zeta": np.array([1.0, 2.0]), "angular_pair": np.array(PAIRS, dtype="S"),
+    }
+
+
+N_FEATURES = 2 * N_R + 3 * 2
+
+
+def write_features(path, x, frames, species, temperature, grid=None, cfg=None):
+    grid = small_grid() if grid is None else grid
+    with atomic_h5(path, "features", cfg or {}) as f:
+        f["features"] = np.asarray(x, np.float32)
+        f["frames"] = np.asarray(frames, np.int64)
+        f["step"] = np.asarray(frames, np.int64) * 50
+        f["time_fs"] = np.asarray(frames, np.float64) * 50.0
+        f["species"] = np.asarray(species, np.int32)
+        f["feature_names"] = np.array([f"g{i}" for i in range(x.shape[2])], dtype=h5py.string_dtype())
+        for k, v in grid.items():
+            f[f"grid/{k}"] = v
+        f.attrs["cutoff_A"] = 6.5
+        f.attrs["temperature_K"] = float(temperature)
+
+
+def write_hops(path, labels, species, temperature, p_hop=None):
+    n_frames = labels.shape[0]
+    with atomic_h5(path, "hops", {}) as f:
+        f["labels"] = np.asarray(labels, np.int8)
+        f["p_hop"] = (np.where(labels == 1, 1.0, 0.01) if p_hop is None else p_hop).astype(np.float32)
+        f["frames"] = np.arange(n_frames)
+        f["step"] = np.arange(n_frames) * 50
+        f["time_fs"] = np.arange(n_frames) * 50.0
+        f["species"] = np.asarray(species, np.int32)
+        f.attrs["temperature_K"] = float(temperature)
+        f.attrs["t_R_fs"] = 100.0
+        f.attrs["t_quiet_fs"] = 500.0
+
+
+def synthetic_run(tmp_path, rng, *, n_atoms=60, n_traj_frames=80, stride=2, temperature=3000.0):
+    """Features every ``stride`` frames; labels on every frame from a hidden linear rule."""
+    species = np.r_[np.zeros(n_atoms // 3, int), np.ones(n_atoms - n_atoms // 3, int)]
+    frames = np.arange(0, n_traj_frames, stride)
+    x = rng.normal(size=(frames.size, n_atoms, N_FEATURES)).astype(np.float32)
+    u = rng.normal(size=(2, N_FEATURES))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    z = np.einsum("rnf,nf->rn", x, u[species])
+    z_traj = np.repeat(z, stride, axis=0)[:n_traj_frames]  # structure of the latest feature frame
+    labels = np.where(z_traj > 0.8, 1, np.where(z_traj < -0.8, 0, -1)).astype(np.int8)
+    labels[:2] = -1  # like p_hop, undefined at the ends
+    write_features(tmp_path / "features.h5", x, frames, species, temperature)
+    write_hops(tmp_path / "hops.h5", labels, species, temperature)
+    return species, frames, x, u, labels
+
+
+def anisotropic_data(rng, n, normal, offset, noise=0.0):
+    scale = np.array([1.0, 3.0, 0.5, 2.0, 1.0, 0.2])
+    x = rng.normal(size=(n, scale.size)) * scale + np.array([5.0, -2.0, 0.0, 1.0, 0.0, 3.0])
+    d = (x @ normal + offset) / np.linalg.norm(normal)
+    p_flip = 0.5 * np.exp(-np.abs(d) / noise) if noise > 0 else np.zeros(n)
+    y = ((d > 0) ^ (rng.random(n) < p_flip)).astype(int)
+    return x, y, 1.0 - p_flip.mean()
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_svm_recovers_the_true_hyperplane(noise):
+    rng = np.random.default_rng(1)
+    normal = np.array([1.0, -0.5, 2.0, 0.3, 0.0, 4.0])
+    offset = -(np.array([5.0, -2.0, 0.0, 1.0, 0.0, 3.0]) @ normal) + 0.5
+    x, y, bayes_accuracy = anisotropic_data(rng, 3000, normal, offset, noise)
+    fit = classifier.fit_linear_svm(x, y, [0.1, 1.0, 10.0, 100.0], cv_folds=3, seed=0)
+    w_raw = fit["weights"] / fit["scale"]  # normal of the fitted plane in raw feature space
+    cosine = w_raw @ normal / np.linalg.norm(w_raw) / np.linalg.norm(normal)
+    assert cosine > 0.99
+    # As accurate as the true plane (the best any classifier can do) within the counting error.
+    assert fit["accuracy"] > bayes_accuracy - 3 * fit["accuracy_err"] - 0.01
+    assert fit["cv_accuracy_mean"].shape == (4,) and np.all(fit["cv_accuracy_std"] >= 0)
+    n_test = fit["n_test"]
+    assert n_test == 600 and fit["is_test"].sum() == n_test
+    assert_allclose(fit["accuracy_err"], np.sqrt(fit["accuracy"] * (1 - fit["accuracy"]) / n_test))
+
+
+def _model_from_fit(fit, n_features):
+    m = classifier.SoftnessModel(mean=np.zeros((2, n_features)), scale=np.ones((2, n_features)),
+                                 weights=np.zeros((2, n_features)), intercept=np.zeros(2), C=np.ones(2),
+                                 feature_names=[f"g{i}" for i in range(n_features)], grid={}, T_train_K=1.0)
+    for s in range(2):
+        m.mean[s], m.scale[s], m.weights[s], m.intercept[s] = (fit["mean"], fit["scale"], fit["weights"],
+                                                               fit["intercept"])
+    return m
+
+
+def test_softness_is_the_signed_distance_in_standardised_space():
+    rng = np.random.default_rng(2)
+    normal = np.array([2.0, 1.0, -1.0, 0.5, 0.0, 1.0])
+    x, y, _ = anisotropic_data(rng, 2000, normal, -(np.array([5.0, -2.0, 0.0, 1.0, 0.0, 3.0]) @ normal))
+    fit = classifier.fit_linear_svm(x, y, [1.0, 10.0], cv_folds=3, seed=0)
+    model = _model_from_fit(fit, x.shape[1])
+    species = np.array([0, 1])
+    w, b = fit["weights"], fit["intercept"]
+    n_hat = w / np.linalg.norm(w)
+    # A point on the plane (standardised space), mapped back to raw features, has S = 0; moving
+    # it by t along the unit normal (in standardised space) gives S = t.
+    v = rng.normal(size=n_hat.size)
+    x_std_on = -b / np.linalg.norm(w) * n_hat + v - (v @ n_hat) * n_hat
+    for t in (0.0, 1.5, -2.25):
+        raw = (x_std_on + t * n_hat) * fit["scale"] + fit["mean"]
+        s = model.softness(np.stack([raw, raw]), species)
+        assert_allclose(s, [t, t], atol=1e-9)
+    # The same as the brute-force signed distance of the standardised points.
+    s = model.softness(x[:, None, :], np.array([0]))[:, 0]
+    assert_allclose(s, classifier.signed_distance((x - fit["mean"]) / fit["scale"], w, b), rtol=1e-10)
+    # Positive on the rearranging side.
+    assert np.mean((s > 0) == (y == 1)) > 0.97
+
+
+def test_softness_matches_the_true_geometric_distance_for_isotropic_features():
+    rng = np.random.default_rng(3)
+    n_hat = rng.normal(size=8)
+    n_hat /= np.linalg.norm(n_hat)
+    x = rng.normal(size=(4000, 8))
+    d_true = x @ n_hat + 0.3
+    fit = classifier.fit_linear_svm(x, (d_true > 0).astype(int), [10.0, 100.0], cv_folds=3, seed=0)
+    s = _model_from_fit(fit, 8).softness(x[:, None, :], np.array([0]))[:, 0]
+    near = np.abs(d_true) < 2
+    assert np.max(np.abs(s - d_true)[near]) < 0.1
+
+
+def test_label_frames_use_the_latest_feature_frame_at_or_before_them():
+    feature_frames = np.array([3, 6, 9, 12])
+    label_frames = np.arange(0, 17)
+    rows = classifier.label_to_feature_rows(label_frames, feature_frames)
+    expected = [-1 if g < 3 or g >= 15 else max(i for i, f in enumerate(feature_frames) if f <= g)
+                for g in label_frames]
+    assert_array_equal(rows, expected)
+
+
+def test_balanced_training_pairs_are_distinct_members_of_their_class():
+    rng = np.random.default_rng(4)
+    labels = rng.choice([-1, 0, 1], p=[0.5, 0.4, 0.1], size=(40, 30)).astype(np.int8)
+    species = np.arange(30) % 2
+    rows = classifier.label_to_feature_rows(np.arange(40), np.arange(0, 40, 2))
+    rearranging, quiet = classifier.class_masks(labels, rows, 20, chunk=7)
+    # Brute force: a (row, atom) pair is rearranging if any of its two frames says so.
+    pairs = labels.reshape(20, 2, 30)
+    r_ref, q_ref = (pairs == 1).any(axis=1), (pairs == 0).any(axis=1)
+    assert_array_equal(rearranging, r_ref & ~q_ref)
+    assert_array_equal(quiet, q_ref & ~r_ref)
+    out = classifier.balanced_training_pairs(rearranging, quiet, species, 25, np.random.default_rng(0))
+    again = classifier.balanced_training_pairs(rearranging, quiet, species, 25, np.random.default_rng(0))
+    for s in (0, 1):
+        r, a, lab, available = out[s]
+        assert_array_equal(r, again[s][0]) and assert_array_equal(a, again[s][1])
+        n = min(25, *available)
+        assert (lab == 1).sum() == (lab == 0).sum() == n
+        assert np.all(species[a] == s)
+        assert np.all(np.where(lab == 1, rearranging[r, a], quiet[r, a]))
+        assert len(set(zip(r.tolist(), a.tolist(), strict=True))) == 2 * n
+        assert available == (int(rearranging[:, species == s].sum()), int(quiet[:, species == s].sum()))
+
+
+def test_train_apply_round_trip_through_files(tmp_path):
+    rng = np.random.default_rng(5)
+    species, frames, x, u, labels = synthetic_run(tmp_path, rng)
+    cfg = config.resolve({"temperatures_K": [3000], "train": {"n_per_class": 300, "C_grid": [0.1, 1.0],
+                                                              "cv_folds": 3}})
+    model = classifier.train_file(cfg, tmp_path / "features.h5", tmp_path / "hops.h5", tmp_path / "model.h5")
+    with h5py.File(tmp_path / "model.h5", "r") as f:
+        assert f.attrs["stage"] == "train" and f.attrs["T_train_K"] == 3000.0
+        assert f["weights"].shape == (2, N_FEATURES) and f["cv_accuracy_mean"].shape == (2, 2)
+        assert np.all(f["accuracy"][()] > 0.9)
+        t = {k: f["training"][k][()] for k in f["training"]}
+        assert set(np.unique(t["frame"])) <= set(frames)  # structure only from feature frames
+        assert_array_equal(f["n_train"][()] + f["n_test"][()], [np.sum(t["species"] == s) for s in (0, 1)])
+        for s in (0, 1):
+            mine = t["species"] == s
+            assert np.sum(mine & (t["label"] == 1)) == np.sum(mine & (t["label"] == 0))
+        # Each example's label occurs at a labelled frame that uses that feature frame.
+        for fr, a, lab in zip(t["frame"][:50], t["atom"][:50], t["label"][:50], strict=True):
+            assert lab in labels[fr:fr + 2, a]
+        assert f["grid/radial_r_A"].shape == (N_R,) and f["grid"].attrs["cutoff_A"] == 6.5
+        top = [d.decode() for d in f["top_features/description"][0]]
+        assert top[0].startswith(("radial", "angular"))
+    # Learnt direction matches the hidden rule for both species.
+    for s in (0, 1):
+        w = model.weights[s] / model.scale[s]
+        assert w @ u[s] / np.linalg.norm(w) > 0.95
+    # Round trip: the loaded model and the apply stage give the in-memory model's softness.
+    loaded = classifier.load_model(tmp_path / "model.h5")
+    for key in ("mean", "scale", "weights", "intercept"):
+        assert_array_equal(getattr(loaded, key), getattr(model, key))
+    assert main(["apply", "--model", str(tmp_path / "model.h5"), "--features", str(tmp_path / "features.h5"),
+                 "--out", str(tmp_path / "soft.h5")]) == 0
+    expected = model.softness(x, species)
+    with h5py.File(tmp_path / "soft.h5", "r") as f:
+        assert f["softness"].dtype == np.float32 and f.attrs["temperature_K"] == 3000.0
+        assert_array_equal(f["frames"][()], frames)
+        assert_array_equal(f["species"][()], species)
+        assert_allclose(f["softness"][()], expected.astype(np.float32), rtol=1e-6, atol=1e-6)
+        assert_array_equal(f["softness"][()], loaded.softness(x, species).astype(np.float32))
+    # Softness tracks the hidden linear variable and its sign the labels.
+    z = np.einsum("rnf,nf->rn", x, u[species])
+    assert np.corrcoef(z.ravel(), expected.ravel())[0, 1] > 0.95
+
+
+def test_apply_streams_in_chunks(tmp_path, monkeypatch):
+    rng = np.random.default_rng(6)
+    species, frames, x, _, _ = synthetic_run(tmp_path, rng, n_atoms=30, n_traj_frames=40)
+    cfg = config.resolve({"temperatures_K": [3000], "train": {"n_per_class": 100, "cv_folds": 3}})
+    model = classifier.train_file(cfg, tmp_path / "features.h5", tmp_path / "hops.h5", tmp_path / "m.h5")
+    monkeypatch.setattr(classifier, "CHUNK_BYTES", 3 * 30 * N_FEATURES * 4)  # three frames at a time
+    classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "features.h5", tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert_allclose(f["softness"][()], model.softness(x, species), rtol=1e-5, atol=1e-5)
+
+
+def test_model_refuses_features_with_another_grid(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    species, frames, x, _, _ = synthetic_run(tmp_path, rng, n_atoms=30, n_traj_frames=40)
+    cfg = config.resolve({"temperatures_K": [3000], "train": {"n_per_class": 100, "cv_folds": 3}})
+    classifier.train_file(cfg, tmp_path / "features.h5", tmp_path / "hops.h5", tmp_path / "m.h5")
+    write_features(tmp_path / "other.h5", x, frames, species, 3500.0, grid=small_grid(r_max=3.0))
+    with pytest.raises(SoftnessError, match="different structure-function grid.*radial_r_A"):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "other.h5", tmp_path / "s.h5")
+    code = main(["apply", "--model", str(tmp_path / "m.h5"), "--features", str(tmp_path / "other.h5"),
+                 "--out", str(tmp_path / "s.h5")])
+    assert code == 1 and "radial_r_A" in capsys.readouterr().err
+    assert not (tmp_path / "s.h5").exists() and not list(tmp_path.glob(".*partial"))
+    fewer = x[:, :, :-1]
+    write_features(tmp_path / "fewer.h5", fewer, frames, species, 3500.0)
+    with pytest.raises(SoftnessError, match="different features"):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "fewer.h5", tmp_path / "s.h5")
+
+
+def test_training_refuses_too_few_examples_and_mismatched_files(tmp_path):
+    rng = np.random.default_rng(8)
+    species, frames, x, _, labels = synthetic_run(tmp_path, rng, n_atoms=30, n_traj_frames=40)
+    cfg = config.resolve({"temperatures_K": [3000]})
+    labels = labels.copy()
+    labels[labels == 1] = -1
+    labels[4:6, 0] = 1  # one rearranging Si (both frames of one feature frame)
+    write_hops(tmp_path / "few.h5", labels, species, 3000.0)
+    with pytest.raises(SoftnessError, match="Si training set at 3000 K has 1 rearranging"):
+        classifier.train(cfg, tmp_path / "features.h5", tmp_path / "few.h5")
+    write_hops(tmp_path / "hot.h5", labels, species, 4000.0)
+    with pytest.raises(SoftnessError, match="4000 K"):
+        classifier.train(cfg, tmp_path / "features.h5", tmp_path / "hot.h5")
+    with pytest.raises(SoftnessError, match="does not exist"):
+        classifier.train(cfg, tmp_path / "nope.h5", tmp_path / "hot.h5")
+
+
+def test_top_features_name_the_structure_functions():
+    grid = small_grid()
+    desc = classifier.feature_descriptions([f"g{i}" for i in range(N_FEATURES)], grid)
+    assert desc[0] == "radial: Si neighbours at r = 1.00 A"
+    assert desc[N_R] == "radial: O neighbours at r = 1.00 A"
+    assert desc[2 * N_R + 3] == "angular: pair Si-O, xi = 3.00 A, lambda = -1, zeta = 2"
+    w = np.zeros(N_FEATURES)
+    w[[2, 9]] = [0.5, -2.0]
+    idx, weights, names = classifier.top_features(w, desc, k=2)
+    assert_array_equal(idx, [9, 2]) and names[0].startswith("angular: pair Si-Si")
+    # An unknown layout falls back to the stored names.
+    assert classifier.feature_descriptions(["a", "b"], grid) == ["a", "b"]
