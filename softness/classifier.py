@@ -136,6 +136,8 @@ GRID_ATTRS = ("cutoff_A",)
 def read_grid(f: h5py.File) -> dict:
     """The structure-function grid of a features file: every ``/grid/...`` dataset and ``cutoff_A``."""
     grid = _datasets(f["grid"]) if "grid" in f else {}
+    if "grid" in f:
+        grid.update({f"@{k}": v for k, v in f["grid"].attrs.items()})  # conventions, cutoff
     for key in GRID_ATTRS:
         if key in f.attrs:
             grid[key] = f.attrs[key]
@@ -173,15 +175,25 @@ def grid_difference(a: dict, b: dict) -> str | None:
     return None
 
 
-def feature_descriptions(feature_names, grid: dict) -> list[str]:
-    """Human-readable description of every feature, from the grid where its layout is known.
+def feature_table(feature_names, grid: dict) -> dict:
+    """What every feature is: kind, species or pair, r, xi, lambda, zeta, and a description.
 
-    The features file lists radial features first, species-major (for each neighbour
-    species in ``radial_species``, every centre in ``radial_r_A``), then angular ones,
-    pair-major (for each pair in ``angular_pair``, every (xi, lambda, zeta) triple). If the
-    grid does not match that layout the stored feature names are used as they are.
+    The features file (``softness.structure``) lists the radial block first, species-major
+    (for each neighbour species in ``radial_species``, every centre in ``radial_r_A``), then
+    the angular block, pair-major (for each pair in ``angular_pair``, every (xi, lambda, zeta)
+    triple). If the grid does not match that layout, the kinds are unknown and the stored
+    feature names serve as descriptions.
+
+    Returns:
+      dict of [F] arrays: ``kind`` ("radial" / "angular" / "unknown"), ``species`` (the
+      neighbour species, or the pair such as "SiO"), ``r_A``, ``xi_A``, ``lambda``, ``zeta``
+      (NaN where they do not apply), and ``description`` (the feature name with its meaning).
     """
     names = _decode(feature_names)
+    n = len(names)
+    table = {"kind": ["unknown"] * n, "species": [""] * n, "r_A": np.full(n, np.nan),
+             "xi_A": np.full(n, np.nan), "lambda": np.full(n, np.nan), "zeta": np.full(n, np.nan),
+             "description": list(names)}
     try:
         r = np.atleast_1d(grid["radial_r_A"]).astype(float)
         rs = _decode(grid["radial_species"])
@@ -190,20 +202,22 @@ def feature_descriptions(feature_names, grid: dict) -> list[str]:
         zeta = np.atleast_1d(grid["angular_zeta"]).astype(float)
         pairs = np.asarray(grid["angular_pair"])
     except KeyError:
-        return names
-    if pairs.ndim == 2:
-        pair_names = ["-".join(_decode(p)) for p in pairs]
-    else:
-        pair_names = _decode(pairs)
-    rs = [SPECIES_NAMES[int(s)] if s.lstrip("-").isdigit() and int(s) in (0, 1) else s for s in rs]
-    pair_names = ["-".join(SPECIES_NAMES[int(c)] if c.isdigit() and int(c) in (0, 1) else c
-                           for c in p.split("-")) for p in pair_names]
-    if len(rs) * len(r) + len(pair_names) * len(xi) != len(names) or not (len(xi) == len(lam) == len(zeta)):
-        return names
-    out = [f"radial: {s} neighbours at r = {ri:.2f} A" for s in rs for ri in r]
-    out += [f"angular: pair {p}, xi = {x:.2f} A, lambda = {lv:+.0f}, zeta = {z:g}"
-            for p in pair_names for x, lv, z in zip(xi, lam, zeta, strict=True)]
-    return out
+        return table
+    pair_names = ["".join(_decode(p)) for p in pairs] if pairs.ndim == 2 else _decode(pairs)
+    n_rad = len(rs) * len(r)
+    if n_rad + len(pair_names) * len(xi) != n or not (len(xi) == len(lam) == len(zeta)):
+        return table
+    table["kind"] = ["radial"] * n_rad + ["angular"] * (n - n_rad)
+    table["species"] = [sp for sp in rs for _ in r] + [p for p in pair_names for _ in xi]
+    table["r_A"][:n_rad] = np.tile(r, len(rs))
+    for key, values in (("xi_A", xi), ("lambda", lam), ("zeta", zeta)):
+        table[key][n_rad:] = np.tile(values, len(pair_names))
+    desc = [f"{names[i]}: {table['species'][i]} neighbours at r = {table['r_A'][i]:.2f} A"
+            for i in range(n_rad)]
+    desc += [f"{names[i]}: {table['species'][i]} neighbour pairs, xi = {table['xi_A'][i]:g} A, "
+             f"lambda = {table['lambda'][i]:+g}, zeta = {table['zeta'][i]:g}" for i in range(n_rad, n)]
+    table["description"] = desc
+    return table
 
 
 def _feature_reader(path):
@@ -499,7 +513,8 @@ def train(cfg: dict, features, hops) -> SoftnessModel:
             X[s] = read_feature_pairs(dset, rows, atoms)
             check_finite("features", X[s], f"features file {features}")
 
-    descriptions = feature_descriptions(names, grid)
+    table = feature_table(names, grid)
+    descriptions = table["description"]
     n_feat = len(names)
     model = SoftnessModel(mean=np.zeros((2, n_feat)), scale=np.ones((2, n_feat)),
                           weights=np.zeros((2, n_feat)), intercept=np.zeros(2), C=np.zeros(2),
@@ -529,7 +544,7 @@ def train(cfg: dict, features, hops) -> SoftnessModel:
         for _i, w, d in zip(*info["top"][-1], strict=True):
             log.info("  %s weight %+.3f (|w| share %.2f): %s", SPECIES_NAMES[s], w, abs(w) / norm, d)
     info["C_grid"] = np.asarray(tcfg["C_grid"], dtype=np.float64)
-    info["descriptions"] = descriptions
+    info["feature_table"] = table
     info["sources"] = (str(features), str(hops))
     model.info = info
     return model
@@ -553,7 +568,9 @@ def write_model(f: h5py.File, model: SoftnessModel) -> None:
     g = f.create_group("grid")
     for key, value in model.grid.items():
         if key in GRID_ATTRS:
-            g.attrs[key] = value
+            f.attrs[key] = value
+        elif key.startswith("@"):
+            g.attrs[key[1:]] = value
         else:
             g[key] = value
     if "accuracy" not in info:
@@ -573,19 +590,29 @@ def write_model(f: h5py.File, model: SoftnessModel) -> None:
         t[name] = col
     t.attrs["meaning"] = "one row per training example; frame is the trajectory frame of its features"
     f["frames_used"] = np.unique(cols[1])
+    # The largest |weights| (standardised space) mapped back to structure functions.
+    table = info["feature_table"]
     top = f.create_group("top_features")
-    top["index"] = np.array([t_[0] for t_ in info["top"]], dtype=np.int64)
+    index = np.array([t_[0] for t_ in info["top"]], dtype=np.int64)  # [2, k]
+    top["index"] = index
     top["weight"] = np.array([t_[1] for t_ in info["top"]], dtype=np.float64)
-    top["description"] = np.array([t_[2] for t_ in info["top"]], dtype=h5py.string_dtype())
-    f["feature_descriptions"] = np.array(info["descriptions"], dtype=h5py.string_dtype())
+    for key in ("kind", "species", "description"):
+        top[key] = np.array([[table[key][i] for i in row] for row in index], dtype=h5py.string_dtype())
+    for key in ("r_A", "xi_A", "lambda", "zeta"):
+        top[key] = table[key][index]
+    top.attrs["meaning"] = ("per species, the features with the largest |w| in standardised space, largest "
+                            "first; species holds the neighbour species (radial) or pair (angular)")
+    ft = f.create_group("feature_table")
+    for key, values in table.items():
+        ft[key] = (np.array(values, dtype=h5py.string_dtype()) if key in ("kind", "species", "description")
+                   else values)
 
 
 def load_model(path) -> SoftnessModel:
     """Read a model file written by :func:`train_file`."""
     with open_input(path, "model") as f:
         require(f, "mean", "scale", "weights", "intercept", "feature_names", "grid", what="model")
-        grid = _datasets(f["grid"])
-        grid.update({k: f["grid"].attrs[k] for k in f["grid"].attrs})
+        grid = read_grid(f)
         info = {}
         for key in ("accuracy", "accuracy_err", "n_train", "n_test"):
             if key in f:
@@ -673,5 +700,5 @@ def softness_of(model_path, features_path) -> np.ndarray:
 
 
 __all__ = ["SoftnessModel", "signed_distance", "fit_linear_svm", "train", "train_file", "apply_file",
-           "load_model", "write_model", "feature_descriptions", "label_to_feature_rows", "class_masks",
+           "load_model", "write_model", "feature_table", "label_to_feature_rows", "class_masks",
            "balanced_training_pairs", "top_features"]

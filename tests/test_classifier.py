@@ -9,15 +9,16 @@ from softness.errors import SoftnessError
 from softness.io import atomic_h5
 
 N_R = 4
-PAIRS = [["Si", "Si"], ["Si", "O"], ["O", "O"]]
+STR = h5py.string_dtype("utf-8")
 
 
 def small_grid(r_max=2.5):
+    """A grid in the layout of softness.structure (radial species-major, then angular pair-major)."""
     return {
-        "radial_r_A": np.linspace(1.0, r_max, N_R), "radial_width_A": np.array(0.1),
-        "radial_species": np.array(["Si", "O"], dtype="S"),
-        "angular_xi_A": np.array([2.0, 3.0]), "angular_lambda": np.array([1, -1]),
-        "angular_zeta": np.array([1.0, 2.0]), "angular_pair": np.array(PAIRS, dtype="S"),
+        "radial_r_A": np.linspace(1.0, r_max, N_R), "radial_width_A": np.full(N_R, 0.1),
+        "radial_species": np.array(["Si", "O"], dtype=STR),
+        "angular_xi_A": np.array([2.0, 3.0]), "angular_lambda": np.array([1.0, -1.0]),
+        "angular_zeta": np.array([1.0, 2.0]), "angular_pair": np.array(["SiSi", "SiO", "OO"], dtype=STR),
     }
 
 
@@ -35,6 +36,8 @@ def write_features(path, x, frames, species, temperature, grid=None, cfg=None):
         f["feature_names"] = np.array([f"g{i}" for i in range(x.shape[2])], dtype=h5py.string_dtype())
         for k, v in grid.items():
             f[f"grid/{k}"] = v
+        f["grid"].attrs["cutoff_A"] = 6.5
+        f["grid"].attrs["radial_convention"] = "G_X(i; r, delta) = sum exp(-(R_ij - r)^2 / (2 delta^2))"
         f.attrs["cutoff_A"] = 6.5
         f.attrs["temperature_K"] = float(temperature)
 
@@ -166,7 +169,8 @@ def test_balanced_training_pairs_are_distinct_members_of_their_class():
     again = classifier.balanced_training_pairs(rearranging, quiet, species, 25, np.random.default_rng(0))
     for s in (0, 1):
         r, a, lab, available = out[s]
-        assert_array_equal(r, again[s][0]) and assert_array_equal(a, again[s][1])
+        assert_array_equal(r, again[s][0])
+        assert_array_equal(a, again[s][1])
         n = min(25, *available)
         assert (lab == 1).sum() == (lab == 0).sum() == n
         assert np.all(species[a] == s)
@@ -195,8 +199,12 @@ def test_train_apply_round_trip_through_files(tmp_path):
         for fr, a, lab in zip(t["frame"][:50], t["atom"][:50], t["label"][:50], strict=True):
             assert lab in labels[fr:fr + 2, a]
         assert f["grid/radial_r_A"].shape == (N_R,) and f["grid"].attrs["cutoff_A"] == 6.5
-        top = [d.decode() for d in f["top_features/description"][0]]
-        assert top[0].startswith(("radial", "angular"))
+        assert f.attrs["cutoff_A"] == 6.5 and "radial_convention" in f["grid"].attrs
+        top = f["top_features"]
+        assert top["index"].shape == top["r_A"].shape == (2, min(N_FEATURES, classifier.N_TOP_FEATURES))
+        kinds = top["kind"].asstr()[()]
+        assert set(kinds.ravel()) <= {"radial", "angular"}
+        assert np.all(np.isfinite(top["r_A"][()]) == (kinds == "radial"))
     # Learnt direction matches the hidden rule for both species.
     for s in (0, 1):
         w = model.weights[s] / model.scale[s]
@@ -267,13 +275,18 @@ def test_training_refuses_too_few_examples_and_mismatched_files(tmp_path):
 
 def test_top_features_name_the_structure_functions():
     grid = small_grid()
-    desc = classifier.feature_descriptions([f"g{i}" for i in range(N_FEATURES)], grid)
-    assert desc[0] == "radial: Si neighbours at r = 1.00 A"
-    assert desc[N_R] == "radial: O neighbours at r = 1.00 A"
-    assert desc[2 * N_R + 3] == "angular: pair Si-O, xi = 3.00 A, lambda = -1, zeta = 2"
+    table = classifier.feature_table([f"g{i}" for i in range(N_FEATURES)], grid)
+    assert table["kind"][N_R] == "radial" and table["species"][N_R] == "O" and table["r_A"][N_R] == 1.0
+    j = 2 * N_R + 3  # second triple of the second pair
+    assert (table["kind"][j], table["species"][j]) == ("angular", "SiO")
+    assert (table["xi_A"][j], table["lambda"][j], table["zeta"][j]) == (3.0, -1.0, 2.0)
+    assert np.isnan(table["r_A"][j]) and np.isnan(table["xi_A"][0])
+    assert table["description"][j] == "g11: SiO neighbour pairs, xi = 3 A, lambda = -1, zeta = 2"
     w = np.zeros(N_FEATURES)
     w[[2, 9]] = [0.5, -2.0]
-    idx, weights, names = classifier.top_features(w, desc, k=2)
-    assert_array_equal(idx, [9, 2]) and names[0].startswith("angular: pair Si-Si")
+    idx, weights, names = classifier.top_features(w, table["description"], k=2)
+    assert_array_equal(idx, [9, 2])
+    assert list(weights) == [-2.0, 0.5] and names[0].startswith("g9: SiSi")
     # An unknown layout falls back to the stored names.
-    assert classifier.feature_descriptions(["a", "b"], grid) == ["a", "b"]
+    other = classifier.feature_table(["a", "b"], grid)
+    assert other["description"] == ["a", "b"] and other["kind"] == ["unknown"] * 2
