@@ -1,0 +1,341 @@
+import json
+import logging
+
+import h5py
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from test_classifier import N_FEATURES, write_features, write_hops
+
+from softness import arrhenius, classifier, config
+from softness.cli import main
+from softness.errors import SoftnessError
+from softness.io import atomic_h5
+
+# A softness model with known parameters (energies as temperatures, K).
+E0, E1, SIGMA0, SIGMA1 = 20000.0, 4000.0, 3.0, 0.5
+A_S, B_S = -1.5, 4e-4  # <S>(T) = a + b T
+TEMPS = np.array([2800.0, 3100.0, 3500.0, 4000.0, 4700.0])
+
+
+def ln_p_r(s, t):
+    return SIGMA0 - SIGMA1 * s - (E0 - E1 * s) / t
+
+
+def exact_fit(params):
+    return arrhenius.Fit(np.asarray(params, float), np.zeros((len(params), len(params))), 0.0, 1)
+
+
+def binned_counts(rng, s_bins, n_frames=400, atoms_per_bin=200, temps=TEMPS):
+    """Per-frame events ~ Binomial(atoms, P_R(S_b, T)) for atoms sitting at the bin softness."""
+    events, totals = [], []
+    for t in temps:
+        p = np.exp(ln_p_r(s_bins, t))
+        totals.append(np.full((n_frames, s_bins.size), atoms_per_bin))
+        events.append(rng.binomial(atoms_per_bin, np.broadcast_to(p, (n_frames, s_bins.size))))
+    return events, totals
+
+
+def probabilities(rng, events, totals, min_events=20, block=1):
+    out = [arrhenius.bootstrap_ratio(e, n, block, 300, rng) for e, n in zip(events, totals, strict=True)]
+    p = np.stack([o[0] for o in out])
+    ln_err = np.stack([o[1] for o in out])
+    usable = np.stack([e.sum(0) >= min_events for e in events])
+    return p, ln_err, usable
+
+
+def within(value, err, truth, n_sigma=3.0):
+    assert np.isfinite(err) and err > 0
+    assert abs(value - truth) < n_sigma * err, (value, err, truth)
+
+
+def test_fits_recover_the_softness_model_from_counting_noise():
+    rng = np.random.default_rng(10)
+    s_bins = np.linspace(-2.0, 1.5, 6)
+    events, totals = binned_counts(rng, s_bins)
+    p, ln_err, usable = probabilities(rng, events, totals)
+    assert usable.all()
+    bins = arrhenius.fit_bins(TEMPS, np.log(p), ln_err, usable)
+    for b, s in enumerate(s_bins):
+        within(bins["Sigma"][b], bins["Sigma_err"][b], SIGMA0 - SIGMA1 * s)
+        within(bins["DeltaE_K"][b], bins["DeltaE_K_err"][b], E0 - E1 * s)
+    # The bootstrap error is the binomial counting error.
+    n = 400 * 200
+    assert_allclose(ln_err, np.sqrt((1 - p) / (n * p)), rtol=0.25)
+    lines = arrhenius.fit_lines(s_bins, bins)
+    for value, err, truth in zip(lines.params, lines.err, (E0, E1, SIGMA0, SIGMA1), strict=True):
+        within(value, err, truth)
+    assert lines.dof == 2 * s_bins.size - 4 and lines.chi2_dof < 3
+    t0, t0_err = arrhenius.crossing_temperature(lines)
+    assert t0 == pytest.approx(lines.params[1] / lines.params[3])
+    within(t0, t0_err, E1 / SIGMA1)
+    # The lines of ln P_R(1/T) of all bins do cross at T0: there ln P_R does not depend on S.
+    ln_at_t0 = [bins["Sigma"][b] - bins["DeltaE_K"][b] / t0 for b in range(s_bins.size)]
+    assert np.ptp(ln_at_t0) < 0.05 * np.ptp(np.log(p))
+
+
+def test_mean_softness_fit_recovers_a_and_b_with_its_goodness_of_fit():
+    rng = np.random.default_rng(11)
+    mean, err = [], []
+    for t in TEMPS:
+        # Correlated per-frame means (AR(1), correlation 0.8) around a + b T.
+        noise = np.zeros(1024)
+        for i in range(1, noise.size):
+            noise[i] = 0.8 * noise[i - 1] + rng.normal(scale=0.03)
+        series = A_S + B_S * t + noise
+        mean.append(series.mean())
+        err.append(arrhenius.blocked_standard_error(series))
+    fit = arrhenius.fit_mean_softness(TEMPS, mean, err)
+    within(fit["fit"].params[0], fit["fit"].err[0], A_S)
+    within(fit["fit"].params[1], fit["fit"].err[1], B_S)
+    assert fit["chi2_dof"] < 4 and fit["R2"] > 0.9
+
+
+def test_blocking_error_accounts_for_correlations():
+    rng = np.random.default_rng(12)
+    rho, n = 0.9, 2**14
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = rho * x[i - 1] + rng.normal()
+    naive = x.std() / np.sqrt(n)
+    se = arrhenius.blocked_standard_error(x)
+    assert se == pytest.approx(naive * np.sqrt((1 + rho) / (1 - rho)), rel=0.3)
+    white = rng.normal(size=n)
+    assert arrhenius.blocked_standard_error(white) == pytest.approx(1 / np.sqrt(n), rel=0.3)
+
+
+def test_block_bootstrap_sees_events_repeated_over_frames():
+    rng = np.random.default_rng(13)
+    p, atoms, n_blocks, block = 0.02, 500, 400, 5
+    independent = rng.binomial(atoms, p, size=n_blocks)
+    repeated = np.repeat(independent, block)  # each event labelled on `block` consecutive frames
+    totals = np.full(repeated.size, atoms)
+    _, err_naive, _, _ = arrhenius.bootstrap_ratio(repeated, totals, 1, 500, rng)
+    _, err_block, lo, hi = arrhenius.bootstrap_ratio(repeated, totals, block, 500, rng)
+    binomial = np.sqrt((1 - p) / (p * atoms * n_blocks))
+    assert err_block == pytest.approx(binomial, rel=0.2)
+    assert err_naive == pytest.approx(binomial / np.sqrt(block), rel=0.2)
+    assert lo < repeated.sum() / totals.sum() < hi
+
+
+def test_bins_with_too_few_events_are_excluded_not_fitted(caplog):
+    rng = np.random.default_rng(14)
+    s_bins = np.linspace(-2.0, 1.5, 6)
+    events, totals = binned_counts(rng, s_bins)
+    # Hardest bin at the lowest temperature: few atoms, so few events (P_R ~ 0.0025 * 8000 ~ 20).
+    totals[0][:, 0] = 20
+    events[0][:, 0] = rng.binomial(20, np.exp(ln_p_r(s_bins[0], TEMPS[0])), size=400)
+    # Its P_R there is also made absurd: if it were fitted the bin's numbers would move a lot.
+    events[0][:3, 0] = 3
+    min_events = 60
+    p, ln_err, usable = probabilities(rng, events, totals, min_events=min_events)
+    assert events[0][:, 0].sum() < min_events and not usable[0, 0] and usable[1:, 0].all()
+    bins = arrhenius.fit_bins(TEMPS, np.log(p), ln_err, usable)
+    assert bins["n_temperatures"][0] == 4
+    alone = arrhenius.fit_bins(TEMPS[1:], np.log(p[1:]), ln_err[1:], usable[1:])
+    assert bins["Sigma"][0] == pytest.approx(alone["Sigma"][0], rel=1e-12)
+    within(bins["DeltaE_K"][0], bins["DeltaE_K_err"][0], E0 - E1 * s_bins[0])
+    # A bin usable at only one temperature gets NaN and is left out of the lines.
+    usable[1:, 1] = False
+    bins = arrhenius.fit_bins(TEMPS, np.log(p), ln_err, usable)
+    assert np.isnan(bins["Sigma"][1]) and np.isnan(bins["DeltaE_K_err"][1]) and bins["n_temperatures"][1] == 1
+    lines = arrhenius.fit_lines(s_bins, bins)
+    assert lines.dof == 2 * (s_bins.size - 1) - 4
+    # Fewer than two fitted bins: NaN lines.
+    usable[:, 2:] = False
+    lines = arrhenius.fit_lines(s_bins, arrhenius.fit_bins(TEMPS, np.log(p), ln_err, usable))
+    assert np.all(np.isnan(lines.params)) and np.all(np.isnan(lines.cov))
+
+
+def test_predicted_apparent_barrier_is_the_slope_of_ln_p_r_at_the_mean_softness():
+    lines, mean = exact_fit([E0, E1, SIGMA0, SIGMA1]), exact_fit([A_S, B_S])
+    t = np.linspace(2500, 6000, 8)
+
+    def ln_p_mean(t):
+        return ln_p_r(A_S + B_S * t, t)
+
+    x, h = 1 / t, 1e-9
+    numeric = -(ln_p_mean(1 / (x + h)) - ln_p_mean(1 / (x - h))) / (2 * h)
+    e, e_err = arrhenius.predicted_barrier(t, lines, mean)
+    assert_allclose(e, numeric, rtol=1e-5)
+    assert_allclose(e, (E0 - E1 * A_S) - SIGMA1 * B_S * t**2)
+    assert_array_equal(e_err, 0.0)
+    # The secant between two temperatures is the barrier at their geometric mean.
+    t_mid, secant, _ = arrhenius.secant_barrier(t, ln_p_mean(t))
+    assert_allclose(t_mid, np.sqrt(t[1:] * t[:-1]))
+    assert_allclose(secant, arrhenius.predicted_barrier(t_mid, lines, mean)[0], rtol=1e-9)
+    # Error propagation against a Monte Carlo of the parameters.
+    rng = np.random.default_rng(15)
+    cov_l = np.diag([300.0, 100.0, 0.05, 0.02]) ** 2
+    cov_m = np.array([[0.02**2, -0.9 * 0.02 * 5e-6], [-0.9 * 0.02 * 5e-6, 5e-6**2]])
+    lf, mf = arrhenius.Fit(lines.params, cov_l, 0, 1), arrhenius.Fit(mean.params, cov_m, 0, 1)
+    _, err = arrhenius.predicted_barrier(4000.0, lf, mf)
+    pl = rng.multivariate_normal(lines.params, cov_l, 20000)
+    pm = rng.multivariate_normal(mean.params, cov_m, 20000)
+    samples = pl[:, 0] - pl[:, 1] * pm[:, 0] - pl[:, 3] * pm[:, 1] * 4000.0**2
+    assert err == pytest.approx(samples.std(), rel=0.05)
+
+
+def test_tau_alpha_fits_and_crossover_temperature():
+    e_a, ln_tau0_low = 60000.0, -5.0
+    b, t_vft = 9000.0, 1500.0
+    t_low = np.array([2600.0, 2800.0, 3000.0])
+    t_high = np.array([3000.0, 3500.0, 4200.0, 5000.0])
+    arr = arrhenius.fit_arrhenius_tau(t_low, np.exp(ln_tau0_low + e_a / t_low))
+    assert arr["E_A_K"] == pytest.approx(e_a) and arr["ln_tau0"] == pytest.approx(ln_tau0_low)
+    vft = arrhenius.fit_vft(t_high, np.exp(2.0 + b / (t_high - t_vft)))
+    assert vft["B_K"] == pytest.approx(b, rel=1e-4) and vft["T_VFT_K"] == pytest.approx(t_vft, rel=1e-4)
+    tx, _ = arrhenius.crossover_temperature(arr, vft)
+    # There the VFT apparent barrier B T^2 / (T - T_VFT)^2 equals E_A.
+    assert b * tx**2 / (tx - t_vft) ** 2 == pytest.approx(e_a, rel=1e-3)
+    # With noise: uncertainties come from the scatter and cover the truth.
+    rng = np.random.default_rng(16)
+    t_all = np.array([2600.0, 2800.0, 3000.0, 3300.0, 3700.0, 4200.0, 4700.0, 5300.0])
+    hits = 0
+    for _ in range(20):
+        tau = np.exp(2.0 + b / (t_all - t_vft) + rng.normal(scale=0.02, size=t_all.size))
+        fit = arrhenius.fit_vft(t_all, tau)
+        hits += abs(fit["T_VFT_K"] - t_vft) < 2 * fit["T_VFT_K_err"]
+    assert hits >= 15
+
+
+def test_tau_alpha_crossover_with_too_few_temperatures_is_nan_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="softness.arrhenius"):
+        res = arrhenius.tau_alpha_crossover([3000.0, 3500.0], [1e4, 3e3], species="O")
+    assert np.isnan(res["vft"]["B_K"]) and np.isnan(res["T_x_K"])
+    assert np.isfinite(res["arrhenius"]["E_A_K"]) and np.isnan(res["arrhenius"]["E_A_K_err"])
+    assert "at least 3 are needed for the VFT" in caplog.text
+    res = arrhenius.tau_alpha_crossover([3000.0, 3500.0, 4000.0], [np.nan, 3e3, 1e3], species="O")
+    assert np.isnan(res["vft"]["B_K"]) and res["arrhenius"]["n"] == 2
+
+
+def test_event_windows_follow_the_softness_frames():
+    lo, hi, k = arrhenius.event_windows([0, 3, 6, 9], np.arange(11))
+    assert k == 3
+    assert_array_equal(lo, [0, 3, 6, 9])
+    assert_array_equal(hi, [3, 6, 9, 11])  # the last window is cut by the end of the hops frames
+
+
+# ---------------------------------------------------------------------------- end to end
+
+def write_dynamics(path, temperature, tau, diff):
+    with atomic_h5(path, "dynamics", {}) as f:
+        f["lag_time_fs"] = np.geomspace(50, 5000, 10)
+        f["msd_A2"] = np.ones((2, 10))
+        f["F_s"] = np.ones((2, 10))
+        f["D_A2_per_fs"] = np.asarray(diff, float)
+        f["D_err_A2_per_fs"] = 0.02 * np.asarray(diff, float)
+        f["tau_alpha_fs"] = np.asarray(tau, float)
+        f["tau_alpha_reached"] = np.isfinite(tau)
+        f["species_names"] = np.array(["Si", "O"], dtype="S")
+        f.attrs["temperature_K"] = float(temperature)
+
+
+def synthetic_temperature(tmp_path, rng, t, u, *, n_atoms=120, n_frames=80, stride=2):
+    """Features whose hidden softness z = u . x has mean a + b T; labels drawn from P_R(z, T)."""
+    species = np.r_[np.zeros(n_atoms // 3, int), np.ones(n_atoms - n_atoms // 3, int)]
+    frames = np.arange(0, n_frames, stride)
+    x = rng.normal(size=(frames.size, n_atoms, N_FEATURES))
+    x += (A_S + B_S * t) * u[species]  # shift along the softness direction
+    z = np.einsum("rnf,nf->rn", x, u[species])
+    z_traj = np.repeat(z, stride, axis=0)[:n_frames]
+    p = np.minimum(np.exp(ln_p_r(z_traj, t)), 1.0)
+    rearranging = rng.random(p.shape) < p
+    labels = np.where(rearranging, 1, np.where(z_traj < A_S + B_S * t, 0, -1)).astype(np.int8)
+    p_hop = np.where(rearranging, 1.0, 0.01)
+    p_hop[:2] = p_hop[-2:] = np.nan  # undefined at the ends, as in softness.hops
+    labels[:2] = labels[-2:] = -1
+    write_features(tmp_path / f"features_{t:g}.h5", x.astype(np.float32), frames, species, t)
+    write_hops(tmp_path / f"hops_{t:g}.h5", labels, species, t, p_hop=p_hop)
+    mean_rate = np.exp(ln_p_r(A_S + B_S * t, t))
+    write_dynamics(tmp_path / f"dynamics_{t:g}.h5", t, [50.0 / mean_rate, 30.0 / mean_rate],
+                   [0.01 * mean_rate, 0.02 * mean_rate])
+    return z
+
+
+def test_train_apply_arrhenius_end_to_end(tmp_path):
+    rng = np.random.default_rng(17)
+    u = rng.normal(size=(2, N_FEATURES))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    temps = [2800.0, 3300.0, 4000.0, 4700.0]
+    for t in temps:
+        synthetic_temperature(tmp_path, rng, t, u)
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(json.dumps({"temperatures_K": temps, "quench": {"T_min_K": 2800},
+                                    "train": {"n_per_class": 400, "C_grid": [0.01, 0.1, 1.0],
+                                              "cv_folds": 3},
+                                    "arrhenius": {"n_bins": 5, "min_events": 10, "n_bootstrap": 50}}))
+    cfg = ["--config", str(cfg_path)]
+    assert main(["train", *cfg, "--features", str(tmp_path / "features_2800.h5"),
+                 "--hops", str(tmp_path / "hops_2800.h5"), "--out", str(tmp_path / "model.h5")]) == 0
+    for t in temps:
+        assert main(["apply", *cfg, "--model", str(tmp_path / "model.h5"),
+                     "--features", str(tmp_path / f"features_{t:g}.h5"),
+                     "--out", str(tmp_path / f"softness_{t:g}.h5")]) == 0
+    # Files in a shuffled order: they are paired by temperature.
+    order = [2, 0, 3, 1]
+    args = ["arrhenius", *cfg,
+            "--softness", *[str(tmp_path / f"softness_{temps[i]:g}.h5") for i in order],
+            "--hops", *[str(tmp_path / f"hops_{t:g}.h5") for t in temps],
+            "--dynamics", *[str(tmp_path / f"dynamics_{temps[i]:g}.h5") for i in order[::-1]],
+            "--out", str(tmp_path / "arrhenius.h5"), "--summary", str(tmp_path / "summary.json")]
+    assert main(args) == 0
+    with h5py.File(tmp_path / "arrhenius.h5", "r") as f:
+        assert f.attrs["stage"] == "arrhenius" and f.attrs["T_train_K"] == 2800.0
+        assert_array_equal(f["temperature_K"][()], temps)
+        assert f["P_R"].shape == (2, 4, 5) and f["bins/edges"].shape == (2, 6)
+        p, usable, s_bin = f["P_R"][()], f["usable"][()], f["bins/S_mean"][()]
+        assert np.all(np.diff(s_bin, axis=1) > 0)
+        for sp in range(2):
+            for k in range(4):
+                ok = usable[sp, k]
+                # Softer atoms rearrange more, hotter ones too.
+                assert np.all(np.diff(p[sp, k, ok]) > 0)
+            both = usable[sp, 0] & usable[sp, -1]
+            assert np.all(p[sp, -1, both] > p[sp, 0, both])
+        assert np.all(f["n_events"][()][~usable] < 10) and np.all(f["n_events"][()][usable] >= 10)
+        # The learnt softness is a rescaled, shifted z: DeltaE falls and <S> rises with S and T.
+        assert np.all(f["lines/e1_K"][()] > 0) and np.all(f["mean_softness/b_per_K"][()] > 0)
+        t0 = f["lines/e1_K"][()] / f["lines/Sigma1"][()]
+        assert_allclose(f["lines/T0_K"][()], t0)
+        # T0 does not depend on the scale and offset of S: it is the model's e1 / Sigma1.
+        assert np.all(np.abs(t0 - E1 / SIGMA1) < 4 * f["lines/T0_K_err"][()] + 0.2 * E1 / SIGMA1)
+        assert_allclose(f["lines/e0_eV"][()], arrhenius.k_to_eV(f["lines/e0_K"][()]))
+        assert f["crossover/E_app_predicted_K"].shape == (2, 4) and f["crossover/T_mid_K"].shape == (3,)
+        assert np.all(np.isfinite(f["crossover/E_app_tau_K"][()]))
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["temperatures_K"] == temps and set(s["species"]) == {"Si", "O"}
+    assert s["species"]["O"]["e0"]["eV"]["unit"] == "eV" and s["species"]["O"]["T0"]["error"] > 0
+    md = (tmp_path / "summary.md").read_text()
+    assert "| T0 = e1/Sigma1 (K) |" in md and "±" in md
+
+
+def test_arrhenius_refuses_a_single_temperature_and_mismatched_files(tmp_path, capsys):
+    rng = np.random.default_rng(18)
+    u = np.eye(N_FEATURES)[:2]
+    for t in (4000.0, 4700.0):
+        synthetic_temperature(tmp_path, rng, t, u, n_atoms=60, n_frames=40)
+    cfg = config.resolve({"temperatures_K": [4000.0, 4700.0], "train": {"n_per_class": 50, "cv_folds": 2}})
+    classifier.train_file(cfg, tmp_path / "features_4000.h5", tmp_path / "hops_4000.h5", tmp_path / "m.h5")
+    for t in (4000.0, 4700.0):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / f"features_{t:g}.h5",
+                              tmp_path / f"s_{t:g}.h5")
+    softness = [tmp_path / "s_4000.h5", tmp_path / "s_4700.h5"]
+    hops = [tmp_path / "hops_4000.h5", tmp_path / "hops_4700.h5"]
+    dynamics = [tmp_path / "dynamics_4000.h5", tmp_path / "dynamics_4700.h5"]
+    one = [tmp_path / "s_4000.h5"], [tmp_path / "hops_4000.h5"], [tmp_path / "dynamics_4000.h5"]
+    with pytest.raises(SoftnessError, match="needs at least two"):
+        arrhenius.arrhenius_file(cfg, *one, tmp_path / "a.h5")
+    code = main(["arrhenius", "--softness", str(tmp_path / "s_4000.h5"), "--hops",
+                 str(tmp_path / "hops_4000.h5"), "--dynamics", str(tmp_path / "dynamics_4000.h5"),
+                 "--out", str(tmp_path / "a.h5")])
+    assert code == 1 and "at least two" in capsys.readouterr().err and not (tmp_path / "a.h5").exists()
+    with pytest.raises(SoftnessError, match="hops files are at"):
+        arrhenius.arrhenius_file(cfg, softness, hops[:1], dynamics, tmp_path / "a.h5")
+    with pytest.raises(SoftnessError, match="both at 4000 K"):
+        arrhenius.arrhenius_file(cfg, softness[:1] * 2, hops, dynamics, tmp_path / "a.h5")
+    # No bin with enough events at two temperatures: a clear error, nothing written.
+    strict = config.resolve({**cfg, "arrhenius": {"min_events": 10**6}})
+    with pytest.raises(SoftnessError, match="arrhenius.min_events"):
+        arrhenius.arrhenius_file(strict, softness, hops, dynamics, tmp_path / "a.h5")
+    assert not (tmp_path / "a.h5").exists()
