@@ -1,0 +1,47 @@
+# glass-softness: from nothing to the figures of the strong-to-fragile crossover of liquid
+# silica, as one DAG (see README.md; every config key is explained in config/README.md).
+#
+#   snakemake --cores 2                                     default study on a laptop
+#   snakemake --cores 2 --configfile config/test.yaml       tiny run (CI)
+#   snakemake --workflow-profile profiles/slurm-gpu --configfile config/paper.yaml
+#                                                           paper-scale protocol on a cluster
+#   snakemake --report report.html                          every figure with its caption
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from softness.config import resolve
+from softness.errors import SoftnessError
+
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+# Fill every default from the schema and validate, so a broken config stops here, before any
+# job runs, with one sentence naming the key (command-line --configfile / --config included).
+try:
+    config.update(resolve(config))
+except SoftnessError as exc:
+    raise WorkflowError(f"invalid config: {exc}") from None
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/quench.smk"
+include: "workflow/rules/md_run.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/hops.smk"
+include: "workflow/rules/dynamics.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/apply.smk"
+include: "workflow/rules/arrhenius.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        FIGURE_FILES,
+        "results/arrhenius.h5",
+        "results/summary.json",

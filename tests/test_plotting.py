@@ -1,0 +1,277 @@
+"""The figures: physics helpers against references, every figure on synthetic data."""
+
+import h5py
+import nbformat
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from softness import plotting, units
+from softness.errors import SoftnessError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _saved(fig, tmp_path, name="fig"):
+    png, pdf = plotting.save(fig, tmp_path / f"{name}.png", tmp_path / f"{name}.pdf")
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+    return fig
+
+
+def _labels(fig):
+    return [ax.get_xlabel() + " | " + ax.get_ylabel() for ax in fig.axes]
+
+
+# ---------------------------------------------------------------------------- g(r)
+
+def _brute_force_rdf_counts(pos, box, species, edges):
+    counts = np.zeros((3, edges.size - 1))
+    pair_of = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 2}
+    for i in range(len(pos)):
+        for j in range(len(pos)):
+            if i == j:
+                continue
+            d = pos[i] - pos[j]
+            d -= box * np.round(d / box)
+            r = np.linalg.norm(d)
+            k = np.searchsorted(edges, r, side="right") - 1
+            if 0 <= k < edges.size - 1:
+                counts[pair_of[(species[i], species[j])], k] += 1
+    return counts
+
+
+def test_pair_correlation_matches_brute_force_histogram():
+    rng = np.random.default_rng(3)
+    box = np.array([9.0, 10.0, 11.0])
+    pos = rng.uniform(0, 1, (40, 3)) * box
+    species = rng.integers(0, 2, 40)
+    r, g = plotting.pair_correlation(pos, box, species, dr_A=0.25, atom_chunk=7)
+    edges = np.arange(r.size + 1) * 0.25
+    counts = _brute_force_rdf_counts(pos, box, species, edges)
+    n = np.array([np.sum(species == 0), np.sum(species == 1)])
+    shell = 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    pairs = [n[0] * (n[0] - 1), 2 * n[0] * n[1], n[1] * (n[1] - 1)]
+    expected = counts / (np.array(pairs)[:, None] / np.prod(box) * shell)
+    assert r[-1] < 0.5 * box.min()
+    assert_allclose(g, expected, rtol=1e-12)
+
+
+def test_pair_correlation_of_an_ideal_gas_is_one():
+    rng = np.random.default_rng(0)
+    box = np.full(3, 20.0)
+    pos = rng.uniform(0, 20.0, (20, 600, 3))
+    species = np.repeat([0, 1], [200, 400])
+    r, g = plotting.pair_correlation(pos, box, species, r_max_A=8.0, dr_A=0.5)
+    far = r > 3.0
+    assert_allclose(g[:, far].mean(axis=1), 1.0, atol=0.02)
+
+
+def test_pair_correlation_counts_the_shells_of_a_lattice():
+    # simple cubic lattice, spacing a: nothing below a, then 6 neighbours at a and 12 at a sqrt(2)
+    a, m, dr = 2.0, 6, 0.1
+    grid = np.stack(np.meshgrid(*[np.arange(m)] * 3, indexing="ij"), -1).reshape(-1, 3) * a + 0.3
+    r, g = plotting.pair_correlation(grid, np.full(3, a * m), np.zeros(len(grid), int), dr_A=dr)
+    density = (len(grid) - 1) / (a * m) ** 3  # g_aa is normalised by N_a (N_a - 1)
+    edges = np.arange(r.size + 1) * dr
+    running = np.cumsum(density * g[0] * 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3))
+    assert np.all(g[0][r < a - dr] == 0)
+    assert_allclose(running[np.searchsorted(r, a + 0.2)], 6.0, rtol=1e-9)
+    assert_allclose(running[np.searchsorted(r, a * np.sqrt(2) + 0.2)], 18.0, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------- fits
+
+def test_log_linear_fit_recovers_an_arrhenius_law():
+    t = np.array([2500.0, 3000.0, 3500.0, 4000.0])
+    tau = 12.0 * np.exp(30000.0 / t)
+    a, b = plotting.log_linear_fit(1.0 / t, tau)
+    assert_allclose([a, b], [np.log(12.0), 30000.0], rtol=1e-10)
+    assert np.isnan(plotting.log_linear_fit([1.0], [2.0])[0])
+
+
+def test_arrhenius_fit_uses_only_the_lowest_temperatures():
+    t = np.array([5000.0, 2500.0, 3000.0, 3500.0, 4500.0])
+    tau = 5.0 * np.exp(20000.0 / t)
+    tau[t > 4000] *= 3.0  # fragile departure at high T must not enter the fit
+    a, b, used = plotting.arrhenius_fit_lowest(t, tau, 3)
+    assert_allclose(sorted(used), [2500.0, 3000.0, 3500.0])
+    assert_allclose(b, 20000.0, rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------- figures
+
+def _synthetic_dynamics(t):
+    tau = np.stack([100 * np.exp(25000 / t), 80 * np.exp(24000 / t)], axis=1)
+    diff = 1e-2 * np.exp(-np.stack([26000 / t, 24000 / t], axis=1))
+    return tau, diff
+
+
+def test_relaxation_figure_reports_the_low_T_barrier(tmp_path):
+    t = np.array([3000.0, 3300.0, 3700.0, 4200.0, 5000.0])
+    tau, diff = _synthetic_dynamics(t)
+    fig = _saved(plotting.relaxation_figure(t, tau, diff, D_err_A2_per_fs=0.05 * diff), tmp_path)
+    labels = " ".join(_labels(fig))
+    assert "(fs)" in labels and "1000 / T (1/K)" in labels
+    legend = " ".join(txt.get_text() for ax in fig.axes if ax.get_legend() for txt in ax.get_legend().texts)
+    # the Si tau_alpha barrier 25000 K, in eV
+    assert f"{units.kcal_per_mol_to_eV(25000 * units.KB):.2f} eV" in legend
+
+
+def _dynamics_file(path, temperature, tau, diff):
+    with h5py.File(path, "w") as f:
+        f.attrs["temperature_K"] = temperature
+        f["tau_alpha_fs"] = tau
+        f["tau_alpha_reached"] = np.isfinite(tau)
+        f["D_A2_per_fs"] = diff
+        f["D_err_A2_per_fs"] = 0.1 * diff
+        f["lag_time_fs"] = np.arange(1.0, 5.0)
+        f["msd_A2"] = np.ones((2, 4))
+        f["F_s"] = np.ones((2, 4))
+
+
+def test_relaxation_from_files_sorts_by_temperature(tmp_path):
+    t = np.array([5000.0, 3000.0, 4000.0])
+    tau, diff = _synthetic_dynamics(t)
+    tau[0, 1] = np.nan  # not reached
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"d{k}.h5")
+        _dynamics_file(paths[-1], t[k], tau[k], diff[k])
+    d = plotting.read_dynamics(paths)
+    assert_allclose(d["temperature_K"], [3000, 4000, 5000])
+    assert_allclose(d["tau_alpha_fs"][2], tau[0])
+    _saved(plotting.relaxation_from_files(paths), tmp_path)
+    with pytest.raises(SoftnessError, match="does not exist"):
+        plotting.read_dynamics([tmp_path / "missing.h5"])
+
+
+def _synthetic_arrhenius(path, t, s):
+    """An Arrhenius product that follows the softness picture exactly."""
+    e0, e1 = np.array([30000.0, 28000.0]), np.array([5000.0, 4000.0])
+    s0, s1 = np.array([2.0, 1.5]), np.array([0.5, 0.4])
+    a, b = np.array([-1.0, -0.8]), np.array([4e-4, 3e-4])
+    de, sig = e0[:, None] - e1[:, None] * s, s0[:, None] - s1[:, None] * s
+    p = np.exp(sig[:, None, :] - de[:, None, :] / t[None, :, None])  # [2, T, S]
+    p[0, :2, 0] = np.nan  # no events in the hardest Si bin at low T
+    t_mid = np.sqrt(t[1:] * t[:-1])
+    e_app = plotting.predicted_apparent_barrier(t_mid, e0[:, None], e1[:, None], s1[:, None], a[:, None],
+                                                b[:, None])
+    data = {
+        "temperature_K": t, "P_R": p, "ln_P_R_err": np.full(p.shape, 0.1), "usable": np.isfinite(p),
+        "bins/S_mean": s, "bin_fit/Sigma": sig, "bin_fit/Sigma_err": 0.1 + 0 * sig, "bin_fit/DeltaE_K": de,
+        "bin_fit/DeltaE_K_err": 0.02 * de, "lines/e0_K": e0, "lines/e1_K": e1, "lines/Sigma0": s0,
+        "lines/Sigma1": s1, "mean_softness/mean": a[:, None] + b[:, None] * t,
+        "mean_softness/err": np.full((2, t.size), 0.01), "mean_softness/a": a, "mean_softness/b_per_K": b,
+        "crossover/T_mid_K": t_mid, "crossover/E_app_rate_K": e_app,
+        "crossover/E_app_rate_K_err": np.full((2, t.size - 1), 500.0),
+        "crossover/E_app_tau_K": np.full((2, t.size - 1), 25000.0),
+        "tau_fit/arrhenius/ln_tau0": np.array([4.0, 4.2]),
+        "tau_fit/arrhenius/E_A_K": np.array([25000.0, 24000.0]),
+        "tau_fit/vft/ln_tau0": np.array([6.0, 6.1]), "tau_fit/vft/B_K": np.array([4000.0, 3900.0]),
+        "tau_fit/vft/T_VFT_K": np.array([1800.0, 1700.0]), "tau_fit/T_x_K": np.array([3600.0, np.nan]),
+    }
+    with h5py.File(path, "w") as f:
+        for key, value in data.items():
+            f[key] = value
+        f.attrs["T_train_K"] = t.min()
+    return data
+
+
+def test_apparent_barrier_of_the_softness_picture():
+    # E_app = -d ln P_R / d(1/T) at S = <S>(T) = a + b T, ln P_R = Sigma0 - Sigma1 S - (e0 - e1 S) / T
+    e0, e1, s0, s1, a, b = 30000.0, 5000.0, 2.0, 0.5, -1.0, 4e-4
+    t, h = 3000.0, 1e-9
+
+    def ln_p(x):  # x = 1/T
+        s = a + b / x
+        return s0 - s1 * s - (e0 - e1 * s) * x
+
+    numeric = -(ln_p(1 / t + h) - ln_p(1 / t - h)) / (2 * h)
+    assert_allclose(plotting.predicted_apparent_barrier(t, e0, e1, s1, a, b), numeric, rtol=1e-5)
+
+
+def test_figures_from_an_arrhenius_product(tmp_path):
+    t = np.linspace(2500, 5000, 6)
+    s = np.tile(np.linspace(-2, 2, 8), (2, 1))
+    path = tmp_path / "arrhenius.h5"
+    _synthetic_arrhenius(path, t, s)
+    fig = _saved(plotting.rearrangement_probability_from_file(path, max_bins=5), tmp_path, "pr")
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["Si", "O"]
+    assert len(fig.axes[0].get_legend().texts) == 5
+    fig = _saved(plotting.barriers_from_file(path), tmp_path, "barriers")
+    assert any("(eV)" in lab for lab in _labels(fig))
+    fig = _saved(plotting.crossover_from_file(path), tmp_path, "crossover")
+    assert any("apparent barrier" in lab for lab in _labels(fig))
+    dyn = []
+    tau, diff = _synthetic_dynamics(t)
+    for k in range(t.size):
+        dyn.append(tmp_path / f"d{k}.h5")
+        _dynamics_file(dyn[-1], t[k], tau[k], diff[k])
+    fig = _saved(plotting.relaxation_from_files(dyn, path), tmp_path, "relaxation")
+    legend = " ".join(txt.get_text() for txt in fig.axes[0].get_legend().texts)
+    assert "VFT" in legend and "3600 K" in legend
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f["x"] = 1
+    with pytest.raises(SoftnessError, match="no 'temperature_K'"):
+        plotting.read_arrhenius(tmp_path / "foreign.h5")
+
+
+def test_pair_correlation_figure(tmp_path):
+    r = np.linspace(0.05, 7.95, 80)
+    g = 1 + np.exp(-((r - 1.6) / 0.1) ** 2)[None, None, :] * np.ones((3, 3, 1))
+    _saved(plotting.pair_correlation_figure([3000, 4000, 5000], r, g), tmp_path)
+
+
+def test_softness_distribution_figure(tmp_path):
+    rng = np.random.default_rng(1)
+    species = np.repeat([0, 1], [10, 20])
+    t = [3000.0, 4000.0, 5000.0]
+    values = [rng.normal(-1 + k, 1.0, (50, 30)) for k in range(3)]
+    fig = _saved(plotting.softness_distribution_figure(t, values, species), tmp_path)
+    assert [ax.get_title() for ax in fig.axes] == ["Si", "O"]
+
+
+def test_classifier_from_file(tmp_path):
+    path = tmp_path / "model.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["T_train_K"] = 3000.0
+        f["C_grid"] = [0.01, 0.1, 1.0, 10.0]
+        f["cv_accuracy_mean"] = [[0.7, 0.8, 0.85, 0.84], [0.6, 0.7, 0.75, 0.74]]
+        f["cv_accuracy_std"] = np.full((2, 4), 0.02)
+        f["C"] = [1.0, 1.0]
+        f["accuracy"] = [0.86, 0.76]
+        f["accuracy_err"] = [0.01, 0.01]
+    fig = _saved(plotting.classifier_from_file(path), tmp_path)
+    assert fig.axes[0].get_xscale() == "log"
+    assert "3000 K" in fig.axes[0].get_title()
+
+
+# ---------------------------------------------------------------------------- notebooks
+
+def test_notebook_inputs_come_from_results_when_opened_by_hand(tmp_path, monkeypatch):
+    for temp in (3000, 4000):
+        (tmp_path / "results" / f"T{temp}").mkdir(parents=True)
+        (tmp_path / "results" / f"T{temp}" / "dynamics.h5").touch()
+    (tmp_path / "workflow" / "notebooks").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "workflow" / "notebooks")
+    inputs, outputs = plotting.notebook_io("relaxation")
+    assert outputs == []
+    assert [p.split("/")[-2] for p in inputs["dynamics"]] == ["T3000", "T4000"]
+    assert inputs["arrhenius"].endswith("results/arrhenius.h5")
+    assert plotting.notebook_io("crossover")[0] == {"arrhenius": inputs["arrhenius"]}
+
+
+def test_every_notebook_is_valid_and_calls_existing_plotting_functions():
+    from pathlib import Path
+
+    notebooks = sorted((Path(__file__).resolve().parents[1] / "workflow" / "notebooks").glob("*.py.ipynb"))
+    assert {p.name.removesuffix(".py.ipynb") for p in notebooks} == set(plotting.FIGURE_INPUTS)
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        name = path.name.removesuffix(".py.ipynb")
+        assert f'notebook_io("{name}", snakemake)' in code
+        for call in [w.split("(")[0] for w in code.split("plotting.")[1:]]:
+            assert hasattr(plotting, call), (path.name, call)

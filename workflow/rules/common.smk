@@ -1,0 +1,150 @@
+# Helpers shared by the rule files. Temperature labels, the resolved config handed to the
+# command line, the config sections each product depends on, estimated resources, and the
+# shell prefix through which every job calls `softness`.
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+from softness.config import training_temperature
+
+# ---------------------------------------------------------------------------- temperatures
+
+
+def temperature_label(T):
+    """The directory name of a temperature: results/T3000/, results/T2750.5/."""
+    T = float(T)
+    return str(int(T)) if T.is_integer() else repr(T)
+
+
+TEMPERATURES = [temperature_label(T) for T in config["temperatures_K"]]
+T_TRAIN = temperature_label(training_temperature(config))
+
+wildcard_constraints:
+    T=r"[0-9]+(\.[0-9]+)?",
+
+# ---------------------------------------------------------------------------- the config
+
+# The jobs read the fully resolved config (every default filled in) from this file. It is
+# rewritten before each run, and only when its content changes. It is no job's input:
+# which products a config change makes stale is decided by `science()` below, through
+# Snakemake's params rerun trigger, so that e.g. adding a temperature leaves the other
+# temperatures' products alone.
+RESOLVED_CONFIG = "results/config.resolved.yaml"
+
+
+def write_resolved_config():
+    text = yaml.safe_dump(dict(config), sort_keys=False)
+    path = Path(RESOLVED_CONFIG)
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+
+def science(*keys):
+    """The config sections a product depends on, as one canonical string.
+
+    Passed as a rule parameter, so a change in any of them (and only in them) makes
+    Snakemake rerun the rule and everything downstream.
+    """
+    return json.dumps({k: config[k] for k in keys}, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------- resources
+# Rough estimates for schedulers (runtime in minutes, memory in MB); profiles override them
+# per rule. The MD estimate assumes one CPU core (about 3e5 atom-steps per second for BKS
+# silica at N ~ 650 with jax-md float32) with a safety factor of 3.
+
+N_ATOMS = 3 * config["system"]["n_sio2"]
+_STEPS_QUENCH = (config["quench"]["melt_time_fs"]
+                 + (config["quench"]["T_melt_K"] - config["quench"]["T_min_K"])
+                 / config["quench"]["cooling_rate_K_per_ps"] * 1000.0) / config["md"]["timestep_fs"]
+_STEPS_RUN = (config["run"]["equilibration_time_fs"]
+              + config["run"]["production_time_fs"]) / config["md"]["timestep_fs"]
+N_FRAMES = int(config["run"]["production_time_fs"] // config["run"]["frame_interval_fs"]) + 1
+
+
+def md_runtime(steps):
+    return max(10, math.ceil(3 * steps * N_ATOMS / 3e5 / 60))
+
+
+def frames_mb(values_per_atom, bytes_per_value=4):
+    """Memory of one per-frame, per-atom product, in MB."""
+    return math.ceil(N_FRAMES * N_ATOMS * values_per_atom * bytes_per_value / 1e6)
+
+
+# Per atom: radial functions for 2 neighbour species, angular ones for 3 neighbour pairs.
+N_FEATURES_ESTIMATE = 2 * (
+    1 + int((config["features"]["radial_r_max_A"] - config["features"]["radial_r_min_A"])
+            / config["features"]["radial_dr_A"])) + 3 * len(config["features"]["angular"])
+QUENCH_RUNTIME = md_runtime(_STEPS_QUENCH)
+RUN_RUNTIME = md_runtime(_STEPS_RUN)
+TRAJECTORY_MB = frames_mb(6)
+FEATURES_MB = frames_mb(N_FEATURES_ESTIMATE)
+
+# ---------------------------------------------------------------------------- MD checkpoints
+
+
+def md_checkpoint(path):
+    """Where the MD stage keeps its checkpoint while it writes ``path``.
+
+    The partial trajectory and the checkpoint are hidden files next to the declared
+    output, never the output itself, so Snakemake does not delete them when a job is
+    killed; the rerun passes --resume and continues from them.
+    """
+    path = Path(path)
+    return str(path.with_name(f".{path.name}.checkpoint"))
+
+
+# ---------------------------------------------------------------------------- the shell
+
+
+def _uses_conda():
+    settings = getattr(workflow, "deployment_settings", None)
+    methods = getattr(settings, "deployment_method", None) or ()
+    return any(getattr(m, "name", str(m)).upper() == "CONDA" for m in methods)
+
+
+def shell_prefix():
+    """Prepended to every job's shell command.
+
+    * `softness` is a shell function that runs the package's command line with the Python
+      that runs Snakemake (or the rule's conda environment with --sdm conda), so the
+      workflow runs without activating any environment;
+    * the source tree is put on PYTHONPATH, so jobs and notebooks use exactly the code of
+      this workflow;
+    * a single-threaded job (OMP_NUM_THREADS is set by Snakemake to the rule's threads)
+      keeps XLA on one core: two such jobs side by side beat one two-threaded job;
+    * on a GPU, XLA allocates memory as needed instead of grabbing most of it, so that
+      several jobs can share one device.
+    """
+    basedir = shlex.quote(str(workflow.basedir))
+    lines = [
+        "set -euo pipefail",
+        f'export PYTHONPATH={basedir}"${{PYTHONPATH:+:$PYTHONPATH}}"',
+        "export XLA_PYTHON_CLIENT_PREALLOCATE=false",
+        'if [ "${OMP_NUM_THREADS:-1}" = 1 ]; then export XLA_FLAGS="${XLA_FLAGS:-} '
+        '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"; fi',
+    ]
+    if _uses_conda():
+        lines.append('softness() { python -m softness "$@"; }')
+    else:
+        bindir = shlex.quote(str(Path(sys.executable).parent))
+        python = shlex.quote(sys.executable)
+        # The notebook directive calls `jupyter-nbconvert` from PATH.
+        lines.append(f'export PATH={bindir}:"$PATH"')
+        lines.append(f'softness() {{ {python} -m softness "$@"; }}')
+    # shell.prefix() formats its argument like a shell command, so braces are doubled.
+    return "; ".join(lines).replace("{", "{{").replace("}", "}}") + "; "
+
+
+shell.prefix(shell_prefix())
+
+
+onstart:
+    write_resolved_config()
