@@ -240,12 +240,20 @@ def fit_mean_softness(temperature_K, mean, err) -> dict:
     """
     t = np.asarray(temperature_K, dtype=np.float64)
     mean, err = np.asarray(mean, dtype=np.float64), np.asarray(err, dtype=np.float64)
-    fit = weighted_lstsq(np.stack([np.ones_like(t), t], axis=1), mean, err)
+    ok = np.isfinite(mean)
+    t, mean, err = t[ok], mean[ok], err[ok]
+    if t.size < 2:
+        return {"fit": Fit.nan(2), "chi2_dof": np.nan, "R2": np.nan}
+    weighted = bool(np.all(np.isfinite(err) & (err > 0)))
+    if not weighted:
+        log.warning("<S>(T) has no usable error at some temperature; fitting it unweighted (chi2/dof NaN).")
+        err = np.ones_like(mean)
+    fit = weighted_lstsq(np.stack([np.ones_like(t), t], axis=1), mean, err if weighted else None)
     w = 1.0 / err**2
     ybar = np.sum(w * mean) / np.sum(w)
     ss_tot = np.sum(w * (mean - ybar) ** 2)
     r2 = 1.0 - fit.chi2 / ss_tot if ss_tot > 0 else np.nan
-    return {"fit": fit, "chi2_dof": fit.chi2_dof, "R2": float(r2)}
+    return {"fit": fit, "chi2_dof": fit.chi2_dof if weighted else np.nan, "R2": float(r2)}
 
 
 def predicted_barrier(temperature_K, lines: Fit, mean_fit: Fit):
@@ -458,10 +466,13 @@ def bootstrap_ratio(events, totals, block: int, n_boot: int, rng):
 def blocked_standard_error(series, min_blocks: int = 8) -> float:
     """Standard error of the mean of a correlated series by blocking (Flyvbjerg-Petersen).
 
-    Returns the largest estimate over block sizes 1, 2, 4, ... that leave ``min_blocks`` blocks.
+    Returns the largest estimate over block sizes 1, 2, 4, ... that leave ``min_blocks`` blocks
+    (the naive estimate for a series shorter than that; NaN for fewer than two values).
     """
     x = np.asarray(series, dtype=np.float64)
-    best = np.nan
+    if x.size < 2:
+        return np.nan
+    best = x.std(ddof=1) / np.sqrt(x.size)  # too short to block: the naive error
     while x.size >= min_blocks:
         se = x.std(ddof=1) / np.sqrt(x.size)
         best = se if not np.isfinite(best) else max(best, se)

@@ -89,6 +89,13 @@ def test_mean_softness_fit_recovers_a_and_b_with_its_goodness_of_fit():
     within(fit["fit"].params[0], fit["fit"].err[0], A_S)
     within(fit["fit"].params[1], fit["fit"].err[1], B_S)
     assert fit["chi2_dof"] < 4 and fit["R2"] > 0.9
+    # Without usable errors (runs too short to block) the fit is unweighted and says so.
+    unweighted = arrhenius.fit_mean_softness(TEMPS, mean, np.full(TEMPS.size, np.nan))
+    assert_allclose(unweighted["fit"].params, np.polyfit(TEMPS, mean, 1)[::-1])
+    assert np.isnan(unweighted["chi2_dof"]) and np.all(unweighted["fit"].err > 0)
+    assert np.isnan(arrhenius.blocked_standard_error([1.0]))
+    naive = np.std([1.0, 2.0, 3.0], ddof=1) / np.sqrt(3)
+    assert arrhenius.blocked_standard_error([1.0, 2.0, 3.0]) == pytest.approx(naive)
 
 
 def test_blocking_error_accounts_for_correlations():
