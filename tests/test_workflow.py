@@ -1,0 +1,318 @@
+"""The Snakemake workflow: lint, dry runs of every config, config validation before any job,
+and one end-to-end run of config/test.yaml (interrupted during MD and resumed) in a temporary
+directory, shared by the checks of its products, of "nothing to do" and of what a config
+change reruns."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from softness import config as config_mod
+from softness.trajectory import read_trajectory
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def snakemake_command(workdir, *args):
+    """snakemake on this repository's Snakefile, with its products in ``workdir``.
+
+    Run from the repository root, so profiles/default applies as it does for users.
+    """
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+            *map(str, args)]
+
+
+def snakemake(workdir, *args, timeout=600):
+    return subprocess.run(snakemake_command(workdir, *args), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def job_counts(output: str) -> dict:
+    """Rule -> number of jobs, from the "Job stats" table of a (dry) run."""
+    counts = {}
+    table = output.split("Job stats:")[-1] if "Job stats:" in output else ""
+    for line in table.splitlines():
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s+(\d+)\s*", line)
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def dry_run(workdir, *args) -> dict:
+    res = snakemake(workdir, "-n", *args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    if "Nothing to be done" in res.stdout + res.stderr:
+        return {}
+    return job_counts(res.stdout + res.stderr)
+
+
+def schema_key_paths(schema: dict, prefix="") -> set:
+    """Every key of the config schema, as dotted paths (objects descended, arrays not)."""
+    keys = set()
+    for key, sub in schema.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        keys.add(path)
+        if sub.get("type") == "object" and "properties" in sub:
+            keys |= schema_key_paths(sub, path + ".")
+    return keys
+
+
+def config_key_paths(cfg: dict, prefix="") -> set:
+    keys = set()
+    for key, value in cfg.items():
+        keys.add(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys |= config_key_paths(value, f"{prefix}{key}.")
+    return keys
+
+
+# ---------------------------------------------------------------------------- configs
+
+def test_default_config_is_the_schema_defaults_written_out():
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert config_mod.resolve(raw) == config_mod.resolve({})
+    # every science key is listed explicitly, so the file documents the whole default
+    missing = schema_key_paths(config_mod.schema()) - config_key_paths(raw)
+    assert not missing, f"config/config.yaml does not list {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", ["test", "paper"])
+def test_other_configs_are_valid_overrides(name):
+    raw = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = config_mod.resolve({**base, **{k: ({**base[k], **v} if isinstance(v, dict) else v)
+                                         for k, v in raw.items()}})
+    assert cfg["temperatures_K"] == raw["temperatures_K"]
+    assert not (config_key_paths(raw) - schema_key_paths(config_mod.schema()))
+
+
+def test_paper_config_is_the_paper_protocol():
+    cfg = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    assert 2900 <= 3 * cfg["system"]["n_sio2"] <= 3100
+    assert cfg["quench"]["T_melt_K"] == 6000 and cfg["quench"]["cooling_rate_K_per_ps"] == 5.0
+    assert cfg["train"]["T_train_K"] == 2500 == min(cfg["temperatures_K"])
+    assert max(cfg["temperatures_K"]) == 6000
+
+
+def test_science_config_holds_no_compute_settings():
+    keys = set()
+    for n in ("config", "test", "paper"):
+        keys |= config_key_paths(yaml.safe_load((ROOT / "config" / f"{n}.yaml").read_text()))
+    assert not [k for k in keys if re.search(r"thread|gpu|cores|mem|partition|account", k, re.I)]
+
+
+# ---------------------------------------------------------------------------- static checks
+
+def test_lint_is_clean(tmp_path):
+    res = snakemake(tmp_path, "--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "good condition" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("name", ["config", "test", "paper"])
+def test_dry_run_plans_every_stage(tmp_path, name):
+    path = ROOT / "config" / f"{name}.yaml"
+    n_t = len(yaml.safe_load(path.read_text())["temperatures_K"])
+    counts = dry_run(tmp_path, "--configfile", path)
+    per_temperature = {"md_run", "features", "hops", "dynamics", "apply"}
+    once = {"quench", "train", "arrhenius", "all"}
+    figures = {r for r in counts if r.startswith("figure_")}
+    assert {r: counts[r] for r in per_temperature} == dict.fromkeys(per_temperature, n_t)
+    assert {r: counts[r] for r in once} == dict.fromkeys(once, 1)
+    assert len(figures) == 8 and all(counts[r] == 1 for r in figures)
+    assert not (tmp_path / "results").exists()
+
+
+def test_slurm_profiles_dry_run(tmp_path):
+    for profile in ("slurm", "slurm-gpu"):
+        res = snakemake(tmp_path, "-n", "-p", "--workflow-profile", ROOT / "profiles" / profile,
+                        "--configfile", TEST_CONFIG)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out
+        md_resources = [line for line in out.splitlines() if "resources:" in line and "runtime=" in line]
+        assert md_resources
+        if profile == "slurm-gpu":
+            assert any("gpu=1" in line for line in md_resources)
+        else:
+            assert not any("gpu=" in line for line in md_resources)
+
+
+@pytest.mark.parametrize("bad, key", [
+    ({"temperature_K": [3000]}, "temperature_K"),
+    ({"system": {"n_sio2": "many"}}, "system.n_sio2"),
+    ({"temperatures_K": []}, "temperatures_K"),
+])
+def test_broken_config_fails_before_any_job_naming_the_key(tmp_path, bad, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    res = snakemake(tmp_path, "--cores", 1, "--configfile", path)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert f"'{key}'" in out and "invalid config" in out
+    assert not (tmp_path / "results").exists()  # no job ran
+
+
+# ---------------------------------------------------------------------------- end to end
+
+def _wait_for(predicate, proc, timeout):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """config/test.yaml run end to end, interrupted (Ctrl-C) during an MD run and rerun.
+
+    Returns (workdir, info) with what the interrupted run left behind.
+    """
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = workdir / "test.yaml"
+    config.write_text(TEST_CONFIG.read_text())
+    info = {}
+    # 1. Start the pipeline and press Ctrl-C (SIGINT to the whole process group, as a terminal
+    #    does) once an MD run has written its first checkpoint.
+    proc = subprocess.Popen(snakemake_command(workdir, "--cores", 2, "--configfile", config), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    checkpoints = lambda: sorted(workdir.glob("results/T*/.trajectory.h5.checkpoint"))  # noqa: E731
+    caught = _wait_for(lambda: bool(checkpoints()), proc, timeout=300)
+    if caught:
+        os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    info["interrupted"] = caught
+    info["first_output"] = out
+    info["returncode"] = proc.returncode
+    info["checkpoints"] = checkpoints()
+    info["trajectories_after_kill"] = sorted(workdir.glob("results/T*/trajectory.h5"))
+    # 2. Rerun the same command: it must continue and finish.
+    res = snakemake(workdir, "--cores", 2, "--configfile", config)
+    info["second_output"] = res.stdout + res.stderr
+    assert res.returncode == 0, info["first_output"][-3000:] + "\n-----\n" + info["second_output"][-5000:]
+    return workdir, info
+
+
+def test_interrupted_md_run_resumes_and_completes(finished_run):
+    workdir, info = finished_run
+    assert info["interrupted"], info["first_output"][-3000:]
+    assert info["returncode"] != 0
+    interrupted = [p.parent.name for p in info["checkpoints"]]
+    assert interrupted, "the checkpoint did not survive the interruption"
+    # the killed job left no declared output behind, only its checkpoint
+    assert not [p for p in info["trajectories_after_kill"] if p.parent.name in interrupted]
+    for name in interrupted:
+        log = (workdir / "results" / "logs" / name / "md_run.log").read_text()
+        assert "resuming from" in log
+        assert not (workdir / "results" / name / ".trajectory.h5.checkpoint").exists()
+        cfg = config_mod.load(workdir / "results" / "config.resolved.yaml")
+        traj = read_trajectory(workdir / "results" / name / "trajectory.h5")
+        interval = cfg["run"]["frame_interval_fs"]
+        n_expected = int(round(cfg["run"]["production_time_fs"] / interval)) + 1
+        assert traj.n_frames == n_expected
+        np.testing.assert_allclose(np.diff(traj.time_fs), interval)
+        assert np.all(np.diff(traj.step) > 0)
+        assert np.all(np.isfinite(traj.positions))
+
+
+def test_products_are_well_formed(finished_run):
+    workdir, _ = finished_run
+    results = workdir / "results"
+    cfg = config_mod.load(results / "config.resolved.yaml")
+    temps = cfg["temperatures_K"]
+    n_atoms = 3 * cfg["system"]["n_sio2"]
+    with h5py.File(results / "quench" / "quench.h5") as f:
+        assert f["particles/all/position/value"].shape[1:] == (n_atoms, 3)
+    for t in temps:
+        d = results / f"T{t:g}"
+        traj = read_trajectory(d / "trajectory.h5")
+        assert traj.n_atoms == n_atoms and np.all(np.isfinite(traj.positions))
+        assert traj.attrs["temperature_K"] == pytest.approx(t)
+        with h5py.File(d / "features.h5") as f:
+            x = f["features"]
+            assert x.shape[1] == n_atoms and x.shape[2] == f["feature_names"].shape[0]
+            assert np.all(np.isfinite(x[()]))
+            assert f.attrs["temperature_K"] == pytest.approx(t)
+        with h5py.File(d / "hops.h5") as f:
+            assert f["p_hop"].shape == (traj.n_frames, n_atoms) == f["labels"].shape
+            assert set(np.unique(f["labels"][()])) <= {-1, 0, 1}
+            assert f.attrs["temperature_K"] == pytest.approx(t)
+        with h5py.File(d / "dynamics.h5") as f:
+            assert f["msd_A2"].shape == f["F_s"].shape == (2, f["lag_time_fs"].shape[0])
+            assert np.all(np.isfinite(f["msd_A2"][()])) and np.all(f["D_A2_per_fs"][()] > 0)
+        with h5py.File(d / "softness.h5") as f:
+            with h5py.File(d / "features.h5") as ff:
+                assert f["softness"].shape == ff["features"].shape[:2]
+            assert np.all(np.isfinite(f["softness"][()]))
+            assert f.attrs["temperature_K"] == pytest.approx(t)
+    with h5py.File(results / "model.h5") as f:
+        assert f["weights"].shape[0] == 2 and np.all(np.isfinite(f["weights"][()]))
+        assert np.all((f["accuracy"][()] >= 0) & (f["accuracy"][()] <= 1))
+    with h5py.File(results / "arrhenius.h5") as f:
+        np.testing.assert_allclose(sorted(f["temperature_K"][()]), sorted(temps))
+    summary = json.loads((results / "summary.json").read_text())
+    assert set(summary["species"]) == {"Si", "O"}
+    for name in ("relaxation", "rearrangement_probability", "barriers", "crossover", "pair_correlation",
+                 "p_hop", "softness_distributions", "classifier"):
+        png = results / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000, name
+        assert (results / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        executed = json.loads((results / "logs" / "figures" / f"{name}.ipynb").read_text())
+        outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
+        assert any("image/png" in o.get("data", {}) for o in outputs), name
+    for rule in ("quench", "train", "arrhenius"):
+        assert (results / "benchmarks" / f"{rule}.tsv").exists()
+
+
+def test_rerun_with_nothing_changed_does_nothing(finished_run):
+    workdir, _ = finished_run
+    assert dry_run(workdir, "--configfile", workdir / "test.yaml") == {}
+
+
+def test_changing_one_temperature_reruns_only_what_depends_on_it(finished_run, tmp_path):
+    workdir, _ = finished_run
+    cfg = yaml.safe_load((workdir / "test.yaml").read_text())
+    temps = sorted(cfg["temperatures_K"])
+    middle = temps[len(temps) // 2]
+    cfg["temperatures_K"] = [t if t != middle else middle + 100 for t in cfg["temperatures_K"]]
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    counts = dry_run(workdir, "--configfile", changed)
+    per_temperature = {"md_run", "features", "hops", "dynamics", "apply"}
+    # the new temperature's own jobs, once each; nothing for the quench, the model, or the others
+    assert {r: counts.get(r) for r in per_temperature} == dict.fromkeys(per_temperature, 1)
+    assert "quench" not in counts and "train" not in counts
+    # the aggregates over temperatures, and only the figures drawn from them
+    assert counts["arrhenius"] == 1
+    assert "figure_classifier" not in counts
+    assert counts["figure_pair_correlation"] == counts["figure_relaxation"] == 1
+    res = snakemake(workdir, "-n", "--configfile", changed)
+    assert f"T{middle + 100:g}" in res.stdout and f"T{middle:g}/" not in res.stdout
+
+
+def test_changing_an_analysis_key_reruns_only_the_analysis(finished_run, tmp_path):
+    workdir, _ = finished_run
+    cfg = yaml.safe_load((workdir / "test.yaml").read_text())
+    cfg["arrhenius"]["n_bootstrap"] += 1
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    counts = dry_run(workdir, "--configfile", changed)
+    assert counts["arrhenius"] == 1
+    assert not {"quench", "md_run", "features", "hops", "dynamics", "train", "apply"} & set(counts)
