@@ -17,7 +17,8 @@ Definitions used here (all per species):
   hops label is 1 at any hops frame g with f <= g < f'. With softness on every frame this is the
   label at f itself. (f, i) counts only if the window holds at least one hops frame and p_hop is
   defined (finite) at all of them, so the ends of the run where p_hop is undefined drop out.
-  P_R is therefore a probability per softness-frame interval.
+  P_R is therefore a probability per softness-frame interval (keep it short: a probability that
+  is not small saturates, which bends ln P_R against 1/T).
 * **Bins.** Per species, ``arrhenius.n_bins`` bins of S whose edges are quantiles of the softness
   of all rearranging (f, i), pooled over temperatures, from the 0.5 % to the 99.5 % quantile, so
   every bin holds about the same number of events overall. Atoms outside the outer edges are not

@@ -123,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--softness", required=True, nargs="+", metavar="H5", help="one per temperature")
     p.add_argument("--hops", required=True, nargs="+", metavar="H5", help="one per temperature")
     p.add_argument("--dynamics", required=True, nargs="+", metavar="H5", help="one per temperature")
-    p.add_argument("--summary", metavar="JSON", help="also write a human-readable summary")
+    p.add_argument("--summary", metavar="JSON",
+                   help="also write the fitted numbers with uncertainties as JSON, and as a Markdown table "
+                        "next to it (same name, .md)")
     return parser
 
 
