@@ -1005,11 +1005,11 @@ def arrhenius_file(cfg: dict, softness, hops, dynamics, out, summary=None) -> di
     if summary is not None:
         path = Path(summary)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        tmp.write_text(json.dumps(s, indent=2) + "\n")
-        tmp.replace(path)
         md = path.with_suffix(".md")
-        md.write_text(summary_markdown(s))
+        for target, text in ((path, json.dumps(s, indent=2) + "\n"), (md, summary_markdown(s))):
+            tmp = target.with_name(f".{target.name}.partial")
+            tmp.write_text(text)
+            tmp.replace(target)
         log.info("wrote %s and %s", path, md)
     log.info("wrote %s", out)
     return s
