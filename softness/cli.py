@@ -39,7 +39,7 @@ def cmd_run(args, cfg):
 def cmd_features(args, cfg):
     from softness import structure
 
-    structure.features_file(cfg, trajectory=args.trajectory, out=args.out)
+    structure.features_file(cfg, trajectory=args.trajectory, out=args.out, chunk_atoms=args.chunk_atoms)
 
 
 def cmd_hops(args, cfg):
@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         p = _stage(sub, name, func, text)
         p.add_argument("--trajectory", required=True, metavar="H5", help="H5MD trajectory")
+        if name == "features":
+            p.add_argument("--chunk-atoms", type=int, default=128, metavar="N",
+                           help="central atoms computed together; memory grows in proportion "
+                                "(default 128; larger suits a GPU)")
 
     p = _stage(sub, "train", cmd_train, "Train the linear-SVM softness model at T_train.")
     p.add_argument("--features", required=True, metavar="H5")
