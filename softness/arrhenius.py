@@ -415,7 +415,10 @@ def tau_alpha_crossover(temperature_K, tau_fs, T_split_K=None, species: str = ""
             log.warning("%s: the %s fit of tau_alpha has no degree of freedom; its uncertainties are NaN.",
                         species, name)
     tx, tx_err = crossover_temperature(arr, vft)
-    if np.isfinite(arr["E_A_K"]) and np.isfinite(vft["B_K"]) and not np.isfinite(tx):
+    if vft.get("at_bound"):
+        log.warning("%s: no crossover temperature: tau_alpha is not super-Arrhenius at T >= %.4g K (the VFT "
+                    "fit puts T_VFT at 0).", species, t[high].min())
+    elif np.isfinite(arr["E_A_K"]) and np.isfinite(vft["B_K"]) and not np.isfinite(tx):
         log.warning("%s: no crossover temperature: the VFT fit (B = %.4g K, T_VFT = %.4g K) never reaches "
                     "the Arrhenius barrier E_A = %.4g K.", species, vft["B_K"], vft["T_VFT_K"], arr["E_A_K"])
     arr["T_range_K"] = (t[low].min(), t[low].max()) if low.any() else (np.nan, np.nan)

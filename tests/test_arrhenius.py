@@ -212,6 +212,12 @@ def test_tau_alpha_crossover_with_too_few_temperatures_is_nan_with_a_warning(cap
     assert np.isnan(res["vft"]["B_K"]) and np.isnan(res["T_x_K"])
     assert np.isfinite(res["arrhenius"]["E_A_K"]) and np.isnan(res["arrhenius"]["E_A_K_err"])
     assert "at least 3 are needed for the VFT" in caplog.text
+    # Purely Arrhenius data: the VFT fit sits at T_VFT = 0 and there is no crossover.
+    t = np.array([3000.0, 3500.0, 4000.0, 4700.0, 5500.0])
+    with caplog.at_level(logging.WARNING, logger="softness.arrhenius"):
+        res = arrhenius.tau_alpha_crossover(t, np.exp(2.0 + 30000.0 / t), species="Si")
+    assert res["vft"]["at_bound"] and np.isnan(res["T_x_K"]) and "not super-Arrhenius" in caplog.text
+    assert res["arrhenius"]["E_A_K"] == pytest.approx(30000.0)
     res = arrhenius.tau_alpha_crossover([3000.0, 3500.0, 4000.0], [np.nan, 3e3, 1e3], species="O")
     assert np.isnan(res["vft"]["B_K"]) and res["arrhenius"]["n"] == 2
 
