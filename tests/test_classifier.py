@@ -290,3 +290,26 @@ def test_top_features_name_the_structure_functions():
     # An unknown layout falls back to the stored names.
     other = classifier.feature_table(["a", "b"], grid)
     assert other["description"] == ["a", "b"] and other["kind"] == ["unknown"] * 2
+
+
+def test_feature_table_reads_the_grid_of_a_real_features_file(tmp_path):
+    from softness.structure import StructureGrid
+
+    grid = StructureGrid.from_config(config.resolve({}))
+    names = grid.feature_names()
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        grid.write(f)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        stored = classifier.read_grid(f)
+    table = classifier.feature_table(names, stored)
+    n_rad = 2 * grid.n_radial
+    assert table["kind"] == ["radial"] * n_rad + ["angular"] * (len(names) - n_rad)
+    for i, name in enumerate(names):
+        assert table["description"][i].startswith(name + ": ")
+        if i < n_rad:  # names like G_O(r=1.60)
+            assert name.startswith(f"G_{table['species'][i]}(r=")
+            assert float(name.split("r=")[1].rstrip(")")) == pytest.approx(table["r_A"][i])
+        else:  # names like Psi_SiO(xi=3.5,lambda=1,zeta=1)
+            assert name.startswith(f"Psi_{table['species'][i]}(xi=")
+            assert float(name.split("xi=")[1].split(",")[0]) == pytest.approx(table["xi_A"][i])
+    assert classifier.grid_difference(stored, stored) is None
