@@ -583,8 +583,8 @@ def pair_correlation_figure(temperatures_K, r_A, g) -> Figure:
     return fig
 
 
-def pair_correlation_from_files(trajectory_paths, *, n_frames: int = 5, r_max_A: float = 8.0,
-                                dr_A: float = 0.02) -> Figure:
+def pair_correlation_from_files(trajectory_paths, *, n_frames: int = 20, r_max_A: float = 8.0,
+                                dr_A: float = 0.05) -> Figure:
     """:func:`pair_correlation_figure` from trajectories, averaging ``n_frames`` frames spread
     over each run."""
     from softness.trajectory import count_frames, read_trajectory

@@ -281,6 +281,22 @@ def test_products_are_well_formed(finished_run):
         assert (results / "benchmarks" / f"{rule}.tsv").exists()
 
 
+def test_report_has_every_figure_and_caption(finished_run, tmp_path):
+    workdir, _ = finished_run
+    report = tmp_path / "report.html"
+    res = snakemake(workdir, "--configfile", workdir / "test.yaml", "--report", report)
+    assert res.returncode == 0, res.stdout + res.stderr
+    html = report.read_text()
+    for name in ("relaxation", "rearrangement_probability", "barriers", "crossover", "pair_correlation",
+                 "p_hop", "softness_distributions", "classifier"):
+        assert f"{name}.png" in html
+        caption = (ROOT / "workflow" / "report" / f"{name}.rst").read_text()
+        first_words = " ".join(caption.split()[:3])
+        assert first_words in " ".join(html.split()), name
+    # captions are rendered with the run's config
+    assert "at temperatures [3500, 4500, 6000]" in html
+
+
 def test_rerun_with_nothing_changed_does_nothing(finished_run):
     workdir, _ = finished_run
     assert dry_run(workdir, "--configfile", workdir / "test.yaml") == {}
