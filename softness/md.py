@@ -1,0 +1,1085 @@
+"""Molecular dynamics of BKS silica: the quench and the runs at each temperature.
+
+Two stages, each a plain function the command line calls:
+
+* :func:`quench` (``softness quench``): relax the initial structure (FIRE), melt at
+  ``quench.T_melt_K`` for ``quench.melt_time_fs``, then cool linearly at
+  ``quench.cooling_rate_K_per_ps`` to ``quench.T_min_K``, at fixed density (NVT Nose-Hoover)
+  or at constant pressure (jax_md's ``npt_nose_hoover``), keeping a snapshot as the
+  target temperature passes each of ``temperatures_K``.
+* :func:`run_temperature` (``softness run``): NVT Nose-Hoover at one temperature from
+  that temperature's snapshot, in the snapshot's box: equilibration, then production
+  with a frame every ``run.frame_interval_fs``.
+
+How it runs. An :class:`Engine` holds the jitted pieces for one system: the neighbour
+list, the integrator (jax_md.simulate) and a *chunk* function that advances the state
+many steps on the device in ``lax.fori_loop``/``lax.scan``, tracking the image flags and
+collecting frames (positions, images, observables) in a device buffer. The host only
+touches data between chunks: it writes frames, checks the neighbour list for overflow
+(and then redoes the chunk with a bigger list), checks for NaN / runaway temperature
+(and then stops with one sentence naming the step and the quantity), writes checkpoints
+and reports progress.
+
+Checkpoints and resume. Every ``md.checkpoint_every_steps`` (rounded up to whole chunks)
+the neighbour list is rebuilt from scratch and, for stages run with an output path, the
+full integrator state is written to an HDF5 checkpoint next to the output
+(``.<name>.checkpoint.h5``: every leaf of the state pytree, the rng key, the step, the
+image flags, the frames written, the neighbour-list spare capacity). Because the list is
+rebuilt at the same steps whether or not the run was interrupted, a resumed run
+(``--resume``) produces bit-for-bit the frames of an uninterrupted one on the same machine
+and precision. The trajectory grows in ``.<name>.partial`` (opened and closed for each
+chunk, so even a hard kill leaves a readable file) and is renamed into place at the end.
+
+Units: real units inside (kcal/mol, A, amu, K; time in units of
+:data:`softness.units.TIME_UNIT_FS`); every time at the interface is in fs.
+
+Precision: float32 by default; float64 (config ``precision``) switches on
+``jax_enable_x64`` in :func:`precision_scope` before jax_md is first imported here.
+
+References: Nose-Hoover chains as in jax_md.simulate (Martyna, Klein, Tuckerman, J. Chem.
+Phys. 97, 2635 (1992); Tuckerman et al., J. Phys. A 39, 5629 (2006)); FIRE (Bitzek et al.,
+Phys. Rev. Lett. 97, 170201 (2006)).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from softness import units
+from softness.errors import SoftnessError
+from softness.io import open_input, provenance, temporary_path
+from softness.progress import Progress
+from softness.systems import silica
+from softness.trajectory import PARTICLES, H5MDWriter
+
+log = logging.getLogger("softness.md")
+
+#: A run stops when the kinetic temperature exceeds this multiple of the highest target.
+RUNAWAY_TEMPERATURE_FACTOR = 10.0
+#: A run stops when the potential energy per atom exceeds this (kcal/mol); the liquid sits
+#: near -290 kcal/mol per atom.
+RUNAWAY_POTENTIAL_ENERGY_PER_ATOM = 1.0e3
+#: Frame observables written by the MD stages.
+OBSERVABLES = ("potential_energy", "kinetic_temperature", "pressure", "conserved_energy",
+               "target_temperature")
+#: Codes for the quantity that went bad inside a chunk.
+_BAD = {1: "the kinetic energy is not finite", 2: "the kinetic temperature ran away",
+        3: "the box is not finite", 4: "the positions are not finite"}
+#: Stage codes folded into the seed.
+_STAGE_QUENCH, _STAGE_RUN = 1, 2
+#: Times the neighbour list may be reallocated for one chunk before giving up.
+_MAX_REALLOCATIONS = 8
+
+
+# ---------------------------------------------------------------------------- precision
+
+@contextlib.contextmanager
+def precision_scope(precision: str):
+    """Run MD in ``precision`` ('float32' or 'float64').
+
+    float64 needs ``jax_enable_x64``; it is switched on here (jax_md is imported lazily,
+    inside this scope, so this comes first in a fresh process) and restored on exit, so
+    a float64 stage does not change the precision of code that runs after it. jax_md's
+    complaints that float64 sums are truncated in float32 mode are silenced.
+
+    Yields:
+      The NumPy dtype of positions, momenta and energies.
+    """
+    import jax
+
+    want = precision == "float64"
+    old = bool(jax.config.read("jax_enable_x64"))
+    jax.config.update("jax_enable_x64", want)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
+            yield np.dtype(np.float64 if want else np.float32)
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
+def steps_for(time_fs: float, timestep_fs: float, key: str, *, exact: bool = True) -> int:
+    """Number of MD steps in ``time_fs``; with ``exact`` it must be a whole number."""
+    n = time_fs / timestep_fs
+    k = int(round(n))
+    if exact and (k < 1 or abs(n - k) > 1e-6 * max(1.0, n)):
+        raise SoftnessError(
+            f"config key '{key}' ({time_fs:g} fs) is not a whole, positive number of md.timestep_fs "
+            f"({timestep_fs:g} fs) steps.")
+    return k
+
+
+def schedule(T_start_K: float, T_end_K: float | None = None, ramp_start_step: int = 0,
+             rate_K_per_step: float = 0.0) -> np.ndarray:
+    """Target temperature T(step): ``T_start_K`` until ``ramp_start_step``, then changing by
+    ``rate_K_per_step`` per step (negative to cool) until it reaches ``T_end_K``.
+
+    Returns:
+      The four numbers the chunk function takes (a device argument, so one compiled
+      chunk serves every temperature).
+    """
+    T_end_K = T_start_K if T_end_K is None else T_end_K
+    return np.array([T_start_K, T_end_K, ramp_start_step, rate_K_per_step], dtype=np.float64)
+
+
+def _target_temperature(step, sched):
+    """Device version of :func:`schedule` (step is an integer array)."""
+    import jax.numpy as jnp
+
+    T0, T1, s0, rate = sched[0], sched[1], sched[2], sched[3]
+    t = T0 + rate * jnp.maximum(step.astype(sched.dtype) - s0, 0)
+    return jnp.where(rate < 0, jnp.maximum(t, T1), jnp.where(rate > 0, jnp.minimum(t, T1), t))
+
+
+# ---------------------------------------------------------------------------- engine
+
+class Engine:
+    """Jitted MD of one silica system (fixed N, species and, except for NPT, box).
+
+    Args:
+      species: [N] 0 = Si, 1 = O.
+      masses: [N] amu.
+      box: [3] box edges in A (the initial box for 'npt').
+      ensemble: 'nvt' (Nose-Hoover chain), 'npt' (jax_md.simulate.npt_nose_hoover, fractional
+        coordinates, isotropic box) or 'nve' (velocity Verlet).
+      timestep_fs: MD time step.
+      thermostat_tau_fs, barostat_tau_fs: Nose-Hoover time constants (absolute time).
+      pressure_GPa: target pressure for 'npt'.
+      cutoff_A, skin_A: potential cutoff and neighbour-list skin.
+      dense: Dense neighbour-list format instead of OrderedSparse.
+      dtype: 'float32' or 'float64' (float64 only inside :func:`precision_scope`).
+      frame_every: steps between frames.
+      frames_per_chunk: size of the device frame buffer.
+      runaway_temperature_K: the chunk flags a kinetic temperature above this.
+      velocities: also collect velocities in frames.
+      capacity_multiplier: spare room of a freshly allocated neighbour list.
+    """
+
+    def __init__(self, species, masses, box, *, ensemble="nvt", timestep_fs=1.0, thermostat_tau_fs=100.0,
+                 barostat_tau_fs=1000.0, pressure_GPa=0.0, cutoff_A=8.0, skin_A=1.0, dense=False,
+                 dtype="float32", frame_every=1, frames_per_chunk=1, runaway_temperature_K=math.inf,
+                 velocities=False, capacity_multiplier=1.25):
+        import jax
+        import jax.numpy as jnp
+        from jax_md import simulate, space
+
+        self.dtype = np.dtype(dtype)
+        if self.dtype == np.float64 and not jax.config.read("jax_enable_x64"):
+            raise RuntimeError("float64 MD must run inside softness.md.precision_scope('float64').")
+        if ensemble not in ("nvt", "npt", "nve"):
+            raise ValueError(f"unknown ensemble {ensemble!r}")
+        self.species = np.asarray(species, dtype=np.int32)
+        self.n_atoms = len(self.species)
+        self.masses = np.asarray(masses, dtype=np.float64)
+        self.box0 = np.asarray(box, dtype=np.float64).reshape(3)
+        self.ensemble = ensemble
+        self.fractional = ensemble == "npt"
+        self.timestep_fs = float(timestep_fs)
+        self.cutoff_A = float(cutoff_A)
+        self.frame_every = int(frame_every)
+        self.frames_per_chunk = int(frames_per_chunk)
+        self.velocities = bool(velocities)
+        self.runaway_temperature_K = float(runaway_temperature_K)
+        self.extra_capacity = 0
+        self._cell_list_fn = None
+
+        dt = units.fs_to_internal(self.timestep_fs)
+        box_j = jnp.asarray(self.box0, self.dtype)
+        if self.fractional:
+            displacement, shift = space.periodic_general(jnp.diag(box_j), fractional_coordinates=True)
+            nl_box = jnp.diag(box_j)
+        else:
+            displacement, shift = space.periodic(box_j)
+            nl_box = box_j
+        self.neighbor_fn, self.energy_fn = silica.bks_energy(
+            displacement, nl_box, self.species, cutoff_A=cutoff_A, skin_A=skin_A,
+            fractional_coordinates=self.fractional, dense=dense, capacity_multiplier=capacity_multiplier)
+        kT0 = units.kT(1000.0)  # replaced by the schedule at every step
+        if ensemble == "nvt":
+            self._init, self._apply = simulate.nvt_nose_hoover(
+                self.energy_fn, shift, dt, kT0, tau=units.fs_to_internal(thermostat_tau_fs))
+        elif ensemble == "npt":
+            self.pressure = units.GPa_to_pressure(pressure_GPa)
+            self._init, self._apply = simulate.npt_nose_hoover(
+                self.energy_fn, shift, dt, self.pressure, kT0,
+                barostat_kwargs={"tau": units.fs_to_internal(barostat_tau_fs)},
+                thermostat_kwargs={"tau": units.fs_to_internal(thermostat_tau_fs)})
+        else:
+            self._init, self._apply = simulate.nve(self.energy_fn, shift, dt)
+        self._jnp = jnp
+        self.chunk = jax.jit(self._chunk)
+        self.record = jax.jit(self._record)
+
+    # -- helpers on the device ------------------------------------------------------
+    def box_of(self, state):
+        """Box edges [3] of a state (the fixed box except for 'npt')."""
+        jnp = self._jnp
+        if self.fractional:
+            from jax_md import simulate
+
+            return jnp.diag(simulate.npt_box(state))
+        return jnp.asarray(self.box0, self.dtype)
+
+    def _kinetic(self, state):
+        from jax_md import simulate
+
+        return simulate.kinetic_energy(state)
+
+    def _force_kwargs(self, state):
+        if self.fractional:
+            return {"box": self._jnp.diag(self.box_of(state))}
+        return {}
+
+    def _step(self, c, sched):
+        jnp = self._jnp
+        state, nbrs = c["state"], c["nbrs"]
+        step = c["step"] + 1
+        kT = units.KB * _target_temperature(step, sched)
+        nbrs = nbrs.update(state.position, **self._force_kwargs(state))
+        old = state.position
+        if self.ensemble == "nve":
+            state = self._apply(state, neighbor=nbrs)
+        else:
+            state = self._apply(state, neighbor=nbrs, kT=kT.astype(self.dtype))
+        jump = old - state.position
+        if not self.fractional:
+            jump = jump / jnp.asarray(self.box0, self.dtype)
+        image = c["image"] + jnp.round(jump).astype(jnp.int32)
+        kinetic_T = 2 * self._kinetic(state) / (3 * self.n_atoms * units.KB)
+        code = jnp.where(~jnp.isfinite(kinetic_T), 1,
+                         jnp.where(kinetic_T > self.runaway_temperature_K, 2, 0))
+        if self.fractional:
+            code = jnp.where((code == 0) & ~jnp.isfinite(state.box_position), 3, code)
+        first = (c["bad_code"] == 0) & (code > 0)
+        return dict(state=state, nbrs=nbrs, image=image, step=step,
+                    bad_code=jnp.where(first, code, c["bad_code"]).astype(jnp.int32),
+                    bad_step=jnp.where(first, step, c["bad_step"]),
+                    bad_value=jnp.where(first, kinetic_T, c["bad_value"]).astype(self.dtype))
+
+    def _record(self, c, sched):
+        """One frame: wrapped positions, images, box and observables (units of the files)."""
+        import jax
+        from jax_md import simulate
+
+        jnp = self._jnp
+        state, nbrs = c["state"], c["nbrs"]
+        edges = self.box_of(state)
+        if self.fractional:
+            position = state.position * edges
+            box_kw = {"box": jnp.diag(edges)}
+        else:
+            position = state.position
+            box_kw = {}
+        # mod() can return exactly L in floating point; keep positions in [0, L).
+        over = (position >= edges).astype(jnp.int32)
+        position = position - over * edges
+        image = c["image"] + over
+
+        def U(eps):
+            return self.energy_fn(state.position, neighbor=nbrs, perturbation=1 + eps, **box_kw)
+
+        pe, dU = jax.value_and_grad(U)(jnp.zeros((), self.dtype))
+        ke = self._kinetic(state)
+        volume = jnp.prod(edges)
+        pressure = (2 * ke - dU) / (3 * volume)
+        T_target = _target_temperature(c["step"], sched)
+        kT = units.KB * T_target
+
+        def constant(*args, **kwargs):
+            return pe
+
+        if self.ensemble == "nvt":
+            conserved = simulate.nvt_nose_hoover_invariant(constant, state, kT)
+        elif self.ensemble == "npt":
+            conserved = simulate.npt_nose_hoover_invariant(constant, state, self.pressure, kT)
+        else:
+            conserved = pe + ke
+        rec = dict(
+            step=c["step"], position=position, image=image, box=edges,
+            potential_energy=pe, pressure=pressure * units.KCAL_PER_MOL_A3_IN_GPA,
+            kinetic_temperature=2 * ke / (3 * self.n_atoms * units.KB),
+            conserved_energy=conserved, target_temperature=T_target)
+        if self.velocities:
+            rec["velocity"] = state.velocity / units.TIME_UNIT_FS
+        return rec
+
+    def _chunk(self, c, sched, n_first, n_frames, n_tail):
+        """Advance: ``n_frames`` frames, the first after ``n_first`` steps and the others
+        ``frame_every`` steps apart, then ``n_tail`` steps without frames."""
+        import jax
+        from jax import lax
+
+        jnp = self._jnp
+
+        def advance(c, n):
+            return lax.fori_loop(0, n, lambda i, c: self._step(c, sched), c)
+
+        def slot(c, i):
+            active = i < n_frames
+            n = jnp.where(active, jnp.where(i == 0, n_first, self.frame_every), 0)
+            c = advance(c, n)
+            rec = lax.cond(active, lambda c: self._record(c, sched),
+                           lambda c: jax.tree.map(jnp.zeros_like, self._record(c, sched)), c)
+            return c, rec
+
+        c, frames = lax.scan(slot, c, jnp.arange(self.frames_per_chunk))
+        return advance(c, n_tail), frames
+
+    # -- host side ------------------------------------------------------------------
+    def to_internal_positions(self, positions, box=None):
+        """Real wrapped positions (A) to the coordinates the integrator uses."""
+        positions = np.asarray(positions, dtype=np.float64)
+        if self.fractional:
+            box = self.box0 if box is None else np.asarray(box, dtype=np.float64)
+            positions = np.mod(positions / box, 1.0)
+        return self._jnp.asarray(positions, self.dtype)
+
+    def allocate(self, state):
+        """A fresh neighbour list for ``state`` with the current spare capacity."""
+        box = self._jnp.diag(self.box_of(state)) if self.fractional else None
+        return self._allocate(state.position, box)
+
+    def _allocate(self, R, box=None):
+        kw = {} if box is None else {"box": box}
+        nbrs = self.neighbor_fn.allocate(R, extra_capacity=self.extra_capacity, **kw)
+        # A new allocation makes a new (equivalent) cell-list function object; reuse the
+        # first one so that the compiled chunk is not traced again.
+        if nbrs.cell_list_fn is not None and isinstance(nbrs.cell_size, float):
+            if self._cell_list_fn is not None and self._cell_list_fn[0] == nbrs.cell_size:
+                nbrs = nbrs.set(cell_list_fn=self._cell_list_fn[1])
+            else:
+                self._cell_list_fn = (nbrs.cell_size, nbrs.cell_list_fn)
+        return nbrs
+
+    def init(self, positions, *, key, temperature_K=None, velocities_A_fs=None, box=None):
+        """A new carry (integrator state, neighbour list, image flags, step 0).
+
+        Args:
+          positions: [N, 3] real positions (A), wrapped.
+          key: jax PRNG key for Maxwell-Boltzmann velocities.
+          temperature_K: temperature of the initial velocities (and of the thermostat mass).
+          velocities_A_fs: [N, 3] initial velocities instead (A/fs); momenta are m v.
+          box: box edges for 'npt' (default: the engine's box).
+        """
+        jnp = self._jnp
+        R = self.to_internal_positions(positions, box)
+        mass = jnp.asarray(self.masses, self.dtype)
+        kT = units.kT(temperature_K if temperature_K is not None else 1.0)
+        momenta = None
+        if velocities_A_fs is not None:
+            v = np.asarray(velocities_A_fs, dtype=np.float64) * units.TIME_UNIT_FS
+            momenta = jnp.asarray(self.masses[:, None] * v, self.dtype)
+        if self.fractional:
+            box_m = jnp.diag(jnp.asarray(self.box0 if box is None else box, self.dtype))
+            nbrs = self._allocate(R, box_m)
+            state = self._init(key, R, box_m, mass=mass, momenta=momenta, neighbor=nbrs, kT=kT)
+        elif self.ensemble == "nvt":
+            nbrs = self._allocate(R)
+            state = self._init(key, R, mass=mass, momenta=momenta, neighbor=nbrs, kT=kT)
+        else:
+            nbrs = self._allocate(R)
+            state = self._init(key, R, kT, mass=mass, momenta=momenta, neighbor=nbrs)
+        return self.carry(state, np.zeros((self.n_atoms, 3), np.int32), 0)
+
+    def carry(self, state, image, step):
+        """The loop carry for ``state`` with a freshly built neighbour list."""
+        jnp = self._jnp
+        return dict(state=state, nbrs=self.allocate(state), image=jnp.asarray(image, jnp.int32),
+                    step=jnp.asarray(step, jnp.int32), bad_code=jnp.zeros((), jnp.int32),
+                    bad_step=jnp.zeros((), jnp.int32), bad_value=jnp.zeros((), self.dtype))
+
+    def rebuild(self, c):
+        """``c`` with its neighbour list rebuilt from scratch (checkpoint boundaries)."""
+        return dict(c, nbrs=self.allocate(c["state"]))
+
+    @staticmethod
+    def _overflowed(nbrs) -> bool:
+        from jax_md import partition
+
+        pec = partition.PartitionErrorCode
+        bits = pec.NEIGHBOR_LIST_OVERFLOW | pec.CELL_LIST_OVERFLOW | pec.CELL_SIZE_TOO_SMALL
+        return bool(int(nbrs.error.code) & int(bits))
+
+    def advance(self, c, sched, n_first, n_frames, n_tail):
+        """Run one chunk; on neighbour-list overflow redo it with a bigger list.
+
+        Returns:
+          (new carry, frames as NumPy arrays cut to ``n_frames``).
+        """
+        jnp = self._jnp
+        sched_j = jnp.asarray(sched, self.dtype)
+        args = (jnp.int32(n_first), jnp.int32(n_frames), jnp.int32(n_tail))
+        for _ in range(_MAX_REALLOCATIONS):
+            new, frames = self.chunk(c, sched_j, *args)
+            if not self._overflowed(new["nbrs"]):
+                break
+            old_capacity = c["nbrs"].idx.shape[-1]
+            while True:
+                # A deliberately negative spare capacity first returns to the natural one.
+                grow = max(8, self.extra_capacity)
+                self.extra_capacity = 0 if self.extra_capacity < 0 else self.extra_capacity + grow
+                c = self.rebuild(c)
+                if c["nbrs"].idx.shape[-1] > old_capacity:
+                    break
+            log.debug("neighbour list overflowed at step %d; reallocated with capacity %d",
+                      int(c["step"]), c["nbrs"].idx.shape[-1])
+        else:
+            raise SoftnessError(
+                f"the neighbour list kept overflowing at step {int(c['step'])}; the system is probably "
+                "collapsing (check the density and md.timestep_fs).")
+        frames = {k: np.asarray(v[:n_frames]) for k, v in frames.items()}
+        return new, frames
+
+    def check(self, c, frames, *, step_to_fs=None) -> None:
+        """Raise a SoftnessError naming the step and quantity if the chunk went bad."""
+        step_to_fs = step_to_fs or (lambda s: s * self.timestep_fs)
+        code = int(c["bad_code"])
+        if code:
+            step = int(c["bad_step"])
+            what = _BAD[code]
+            if code == 2:
+                what += f" to {float(c['bad_value']):.3g} K (over {self.runaway_temperature_K:.3g} K)"
+            raise SoftnessError(
+                f"the MD run became unstable at step {step} (t = {step_to_fs(step):g} fs): {what}; "
+                "a smaller md.timestep_fs or a gentler start may help.")
+        for name in ("potential_energy", "pressure", "position"):
+            values = frames.get(name)
+            if values is None or len(values) == 0:
+                continue
+            bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+            if name == "potential_energy":
+                bad |= values / self.n_atoms > RUNAWAY_POTENTIAL_ENERGY_PER_ATOM
+            if bad.any():
+                step = int(frames["step"][np.argmax(bad)])
+                label = name.replace("_", " ")
+                why = "is not finite" if not np.isfinite(values[np.argmax(bad)]).all() else (
+                    f"ran away above {RUNAWAY_POTENTIAL_ENERGY_PER_ATOM:g} kcal/mol per atom")
+                raise SoftnessError(
+                    f"the MD run became unstable at step {step} (t = {step_to_fs(step):g} fs): the "
+                    f"{label} {why}; a smaller md.timestep_fs or a gentler start may help.")
+        if self.fractional:
+            edges = np.asarray(self.box_of(c["state"]))
+            if np.any(edges < 2 * self.cutoff_A):
+                raise SoftnessError(
+                    f"the box shrank to {edges.min():.2f} A at step {int(c['step'])}, less than twice the "
+                    f"cutoff ({self.cutoff_A:g} A); use more atoms or a lower pressure.")
+
+
+# ---------------------------------------------------------------------------- the host loop
+
+def _frames_per_chunk(chunk_steps: int, frame_every: int) -> int:
+    return max(1, int(round(chunk_steps / frame_every)))
+
+
+class FrameGrid:
+    """Steps at which frames are taken: ``start, start + every, ...`` up to ``stop``."""
+
+    def __init__(self, start: int, every: int, stop: int):
+        self.start, self.every, self.stop = start, every, stop
+
+    def next_at_or_after(self, step: int):
+        if step > self.stop:
+            return None
+        k = max(0, -(-(step - self.start) // self.every))
+        s = self.start + k * self.every
+        return s if s <= self.stop else None
+
+
+def plan_chunk(step: int, limit: int, next_frame, every: int, capacity: int):
+    """Split the steps from ``step`` to ``limit`` into (n_first, n_frames, n_tail) for one chunk.
+
+    Frames are due at ``next_frame, next_frame + every, ...``; at most ``capacity`` fit
+    in one chunk, and a chunk stops at the last frame when its buffer is full.
+    """
+    if next_frame is None or next_frame > limit:
+        return 0, 0, limit - step
+    n_first = next_frame - step
+    possible = (limit - next_frame) // every + 1
+    k = min(capacity, possible)
+    last = next_frame + (k - 1) * every
+    n_tail = limit - last if k == possible else 0
+    return n_first, k, n_tail
+
+
+class _Checkpoint:
+    """HDF5 checkpoint of an MD stage (no pickles): every leaf of the carry, plus metadata."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def write(self, engine: Engine, c, *, key, meta: dict) -> None:
+        import jax
+
+        leaves, _ = jax.tree_util.tree_flatten_with_path(c["state"])
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with _deferred_interrupts():
+            with h5py.File(tmp, "w") as f:
+                g = f.create_group("state")
+                for i, (path, leaf) in enumerate(leaves):
+                    ds = g.create_dataset(f"{i:03d}", data=np.asarray(leaf))
+                    ds.attrs["path"] = jax.tree_util.keystr(path)
+                f["image"] = np.asarray(c["image"])
+                f["rng_key"] = np.asarray(jax.random.key_data(key) if _is_typed_key(key) else key)
+                f.attrs["step"] = int(c["step"])
+                f.attrs["extra_capacity"] = int(engine.extra_capacity)
+                f.attrs["meta"] = json.dumps(meta, sort_keys=True)
+            os.replace(tmp, self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def read(self, engine: Engine, template, *, identity: dict):
+        """The carry and metadata stored at ``path``; ``template`` gives the pytree structure."""
+        import jax
+
+        with h5py.File(self.path, "r") as f:
+            meta = json.loads(f.attrs["meta"])
+            if meta.get("identity") != identity:
+                raise SoftnessError(
+                    f"checkpoint {self.path} was made by a different run (config, temperature or start "
+                    "file differ); run without --resume to start over.")
+            leaves, treedef = jax.tree_util.tree_flatten(template["state"])
+            stored = [f["state"][k][()] for k in sorted(f["state"].keys())]
+            if len(stored) != len(leaves) or any(
+                    np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype
+                    for a, b in zip(stored, leaves, strict=True)):
+                raise SoftnessError(f"checkpoint {self.path} does not match this run's integrator state.")
+            state = jax.tree_util.tree_unflatten(treedef, [engine._jnp.asarray(a) for a in stored])
+            image = f["image"][()]
+            step = int(f.attrs["step"])
+            engine.extra_capacity = int(f.attrs["extra_capacity"])
+            key = f["rng_key"][()]
+        return engine.carry(state, image, step), key, meta
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
+
+
+def _is_typed_key(key) -> bool:
+    import jax
+
+    return hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+
+
+def checkpoint_path(out) -> Path:
+    """Where the checkpoint of the product ``out`` lives."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.checkpoint.h5")
+
+
+@contextlib.contextmanager
+def _deferred_interrupts():
+    """Hold SIGINT/SIGTERM until the block ends, so files are never left half-written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for signum in received[:1]:
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+
+class _Run:
+    """The host loop shared by both stages: chunks, frames, checkpoints, progress."""
+
+    def __init__(self, engine: Engine, *, sched, total_steps: int, grid: FrameGrid | None,
+                 chunk_len: int, checkpoint_every: int, checkpoint: _Checkpoint | None, key, meta,
+                 progress: Progress | None, events=(), on_frames=None, on_event=None, before_checkpoint=None):
+        self.engine = engine
+        self.sched = sched
+        self.total = total_steps
+        self.grid = grid
+        self.chunk_len = chunk_len
+        self.every = -(-checkpoint_every // chunk_len) * chunk_len
+        self.checkpoint = checkpoint
+        self.key = key
+        self.meta = meta
+        self.progress = progress
+        self.events = sorted(set(events))
+        self.on_frames = on_frames
+        self.on_event = on_event
+        self.before_checkpoint = before_checkpoint
+
+    def run(self, c, *, step: int, next_frame):
+        """Advance ``c`` from ``step`` to the end; returns the final carry."""
+        engine = self.engine
+        if step % self.every == 0:
+            c = engine.rebuild(c)
+            self._checkpoint(c, next_frame)
+        for s in self.events:
+            if s == step and self.on_event is not None:
+                self.on_event(s, c)
+        while step < self.total:
+            boundary = (step // self.every + 1) * self.every
+            stops = [self.total, boundary, step + self.chunk_len] + [e for e in self.events if e > step]
+            limit = min(stops)
+            every = self.grid.every if self.grid is not None else 1
+            n_first, n_frames, n_tail = plan_chunk(step, limit, next_frame, every, engine.frames_per_chunk)
+            c, frames = engine.advance(c, self.sched, n_first, n_frames, n_tail)
+            engine.check(c, frames)
+            step = step + n_first + max(n_frames - 1, 0) * every + n_tail
+            assert int(c["step"]) == step
+            if n_frames:
+                if self.on_frames is not None:
+                    self.on_frames(frames)
+                next_frame = self.grid.next_at_or_after(int(frames["step"][-1]) + 1)
+            if self.on_event is not None and step in self.events:
+                self.on_event(step, c)
+            if step % self.every == 0 and step < self.total:
+                c = engine.rebuild(c)
+                self._checkpoint(c, next_frame)
+            if self.progress is not None:
+                self.progress.update(step)
+        return c
+
+    def _checkpoint(self, c, next_frame):
+        if self.checkpoint is None:
+            return
+        meta = dict(self.meta)
+        if self.before_checkpoint is not None:
+            meta.update(self.before_checkpoint())
+        meta["next_frame"] = next_frame
+        self.checkpoint.write(self.engine, c, key=self.key, meta=meta)
+
+
+# ---------------------------------------------------------------------------- partial files
+
+class _PartialTrajectory:
+    """The in-progress H5MD file, opened and closed around every write."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.n_frames = 0
+
+    def create(self, stage, cfg, species, masses, box, *, dtype, variable_box, attrs):
+        with _deferred_interrupts(), h5py.File(self.path, "w") as f:
+            f.attrs.update(provenance(stage, cfg))
+            f.attrs.update(attrs)
+            H5MDWriter(f, species, masses, box, dtype=dtype, variable_box=variable_box,
+                       observables=OBSERVABLES)
+        self.n_frames = 0
+
+    def reopen(self, n_frames: int):
+        if not self.path.exists():
+            raise SoftnessError(
+                f"the checkpoint has no partial trajectory {self.path} next to it; run without --resume.")
+        with _deferred_interrupts(), h5py.File(self.path, "a") as f:
+            H5MDWriter.reopen(f, n_frames)
+        self.n_frames = n_frames
+
+    def append(self, frames, *, step_offset: int, timestep_fs: float):
+        step = frames["step"].astype(np.int64) - step_offset
+        with _deferred_interrupts(), h5py.File(self.path, "a") as f:
+            w = H5MDWriter.reopen(f, self.n_frames)
+            w.append(step, step * timestep_fs, frames["position"], frames["image"],
+                     observables={k: frames[k] for k in OBSERVABLES},
+                     box_edges=frames["box"] if w.variable_box else None)
+        self.n_frames += len(step)
+
+    def update(self, fn):
+        with _deferred_interrupts(), h5py.File(self.path, "a") as f:
+            fn(f)
+
+    def finish(self, out: Path):
+        os.replace(self.path, out)
+
+
+def _identity(cfg: dict, sections, **extra) -> dict:
+    ident = {k: cfg[k] for k in sections}
+    ident.update(extra)
+    return json.loads(json.dumps(ident, sort_keys=True))
+
+
+def _resume_hint(command: str, ckpt: Path, step: int, dt_fs: float) -> str:
+    return (f"interrupted; the checkpoint {ckpt} holds the run at step {step} ({step * dt_fs / 1000:g} ps); "
+            f"run the same command with --resume to continue: {command} --resume")
+
+
+def _stage(cfg, out: Path, resume: bool, body, *, command: str):
+    """Common frame of both stages: clean files on errors, keep them on interruption."""
+    out = Path(out)
+    partial = temporary_path(out)
+    ckpt = _Checkpoint(checkpoint_path(out))
+    try:
+        body(partial, ckpt)
+    except KeyboardInterrupt:
+        if ckpt.exists():
+            with h5py.File(ckpt.path, "r") as f:
+                step = int(f.attrs["step"])
+            log.warning(_resume_hint(command, ckpt.path, step, cfg["md"]["timestep_fs"]))
+        else:
+            partial.unlink(missing_ok=True)
+        raise
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        ckpt.remove()
+        raise
+
+
+def _key(seed: int, stage: int, temperature_K: float | None = None):
+    import jax
+
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), stage)
+    if temperature_K is not None:
+        key = jax.random.fold_in(key, int(round(temperature_K * 1000)))
+    return key
+
+
+def _engine_for(cfg: dict, species, masses, box, *, ensemble, frame_every, dtype, runaway_K,
+                velocities=False):
+    md = cfg["md"]
+    return Engine(
+        species, masses, box, ensemble=ensemble, timestep_fs=md["timestep_fs"],
+        thermostat_tau_fs=md["thermostat_tau_fs"], barostat_tau_fs=md["barostat_tau_fs"],
+        pressure_GPa=cfg["quench"]["pressure_GPa"], cutoff_A=cfg["potential"]["cutoff_A"],
+        skin_A=md["neighbor_skin_A"], dense=md["neighbor_format"] == "dense", dtype=dtype,
+        frame_every=frame_every, frames_per_chunk=_frames_per_chunk(md["chunk_steps"], frame_every),
+        runaway_temperature_K=runaway_K, velocities=velocities)
+
+
+# ---------------------------------------------------------------------------- relaxation
+
+def relax(engine: Engine, positions, n_steps: int) -> np.ndarray:
+    """FIRE minimisation (jax_md.minimize.fire_descent) of ``positions`` in the engine's box.
+
+    A random packing starts far from any minimum; melting it directly would release
+    ~200 kcal/mol per atom as heat. Returns the relaxed real positions.
+    """
+    import jax
+    from jax import lax
+    from jax_md import minimize, space
+
+    if n_steps <= 0:
+        return np.asarray(positions, dtype=np.float64)
+    jnp = engine._jnp
+    box = jnp.asarray(engine.box0, engine.dtype)
+    displacement, shift = space.periodic(box)
+    neighbor_fn, energy_fn = silica.bks_energy(displacement, box, engine.species, cutoff_A=engine.cutoff_A)
+    dt0 = units.fs_to_internal(0.5)
+    init, apply = minimize.fire_descent(energy_fn, shift, dt_start=dt0, dt_max=4 * dt0)
+
+    @jax.jit
+    def run(s, nbrs, n):
+        def body(i, c):
+            s, nbrs = c
+            nbrs = nbrs.update(s.position)
+            return apply(s, neighbor=nbrs), nbrs
+        return lax.fori_loop(0, n, body, (s, nbrs))
+
+    R = jnp.asarray(np.asarray(positions), engine.dtype)
+    mass = jnp.asarray(engine.masses, engine.dtype)
+    nbrs = neighbor_fn.allocate(R)
+    s = init(R, neighbor=nbrs, mass=mass)
+    done, extra = 0, 0
+    while done < n_steps:
+        n = min(200, n_steps - done)
+        new, new_nbrs = run(s, nbrs, n)
+        if Engine._overflowed(new_nbrs):
+            extra += 8
+            nbrs = neighbor_fn.allocate(s.position, extra_capacity=extra)
+            continue
+        s, nbrs = new, new_nbrs
+        done += n
+    out = np.asarray(s.position, dtype=np.float64)
+    if not np.all(np.isfinite(out)):
+        raise SoftnessError("the FIRE relaxation of the initial structure produced non-finite positions.")
+    return np.mod(out, engine.box0)
+
+
+# ---------------------------------------------------------------------------- quench
+
+def _snapshot_name(T: float) -> str:
+    return f"{T:g}"
+
+
+def quench_plan(cfg: dict) -> dict:
+    """Step counts of the quench (validated): melt, cooling, snapshot steps, frames."""
+    q, md = cfg["quench"], cfg["md"]
+    dt = md["timestep_fs"]
+    temps = sorted(set(float(t) for t in cfg["temperatures_K"]), reverse=True)
+    if max(temps) > q["T_melt_K"]:
+        raise SoftnessError(
+            f"temperatures_K includes {max(temps):g} K, above quench.T_melt_K ({q['T_melt_K']:g} K); the "
+            "quench cannot pass it.")
+    if q["T_min_K"] > q["T_melt_K"]:
+        raise SoftnessError("config key 'quench.T_min_K' is above quench.T_melt_K.")
+    frame_every = steps_for(q["frame_interval_fs"], dt, "quench.frame_interval_fs")
+    n_melt = steps_for(q["melt_time_fs"], dt, "quench.melt_time_fs", exact=False)
+    rate = q["cooling_rate_K_per_ps"] / 1000 * dt  # K per step
+    n_cool = int(math.ceil((q["T_melt_K"] - q["T_min_K"]) / rate - 1e-9))
+    snaps = {T: n_melt + int(round((q["T_melt_K"] - T) / rate)) for T in temps}
+    return dict(frame_every=frame_every, n_melt=n_melt, rate=rate, total=n_melt + n_cool,
+                snapshots=snaps, temperatures=temps)
+
+
+def quench(cfg: dict, out, resume: bool = False) -> None:
+    """``softness quench``: melt, cool, and keep a snapshot at every temperature.
+
+    Writes ``out`` (e.g. results/quench/quench.h5): the quench trajectory (H5MD; frames
+    every quench.frame_interval_fs; a per-frame box for 'npt'), ``/snapshots/<T>`` groups
+    (position, image, velocity in A/fs, box_edges, species, mass; attrs temperature_K, step,
+    time_fs) and the root attribute ``final_density_g_cm3``.
+    """
+    out = Path(out)
+    plan = quench_plan(cfg)
+    q, md = cfg["quench"], cfg["md"]
+    rng = np.random.default_rng([cfg["seed"], _STAGE_QUENCH])
+    structure = silica.initial_structure(cfg["system"], rng)
+    silica.check_box(structure.box, cfg["potential"]["cutoff_A"], "the initial box")
+    command = f"softness quench --out {out}"
+
+    def body(partial_path, ckpt):
+        with precision_scope(cfg["precision"]) as dtype:
+            engine = _engine_for(cfg, structure.species, structure.masses, structure.box,
+                                 ensemble=q["ensemble"], frame_every=plan["frame_every"], dtype=dtype,
+                                 runaway_K=RUNAWAY_TEMPERATURE_FACTOR * q["T_melt_K"])
+            key = _key(cfg["seed"], _STAGE_QUENCH)
+            identity = _identity(cfg, ["seed", "precision", "temperatures_K", "system", "potential", "md",
+                                       "quench"])
+            partial = _PartialTrajectory(partial_path)
+            sched = schedule(q["T_melt_K"], q["T_min_K"], plan["n_melt"], -plan["rate"])
+            grid = FrameGrid(0, plan["frame_every"], plan["total"])
+            if resume and ckpt.exists():
+                template = engine.init(structure.positions, key=key, temperature_K=q["T_melt_K"])
+                c, key, meta = ckpt.read(engine, template, identity=identity)
+                partial.reopen(meta["n_frames"])
+                step, next_frame = int(c["step"]), meta["next_frame"]
+                log.info("resuming the quench at step %d", step)
+            else:
+                if resume:
+                    log.info("no checkpoint at %s; starting the quench from the beginning", ckpt.path)
+                positions = relax(engine, structure.positions, q["relax_steps"])
+                c = engine.init(positions, key=key, temperature_K=q["T_melt_K"])
+                partial.create("quench", cfg, structure.species, structure.masses, structure.box,
+                               dtype=dtype, variable_box=q["ensemble"] == "npt", attrs={
+                                   "potential": silica.potential_name(cfg["potential"]["cutoff_A"]),
+                                   "precision": cfg["precision"], "ensemble": q["ensemble"],
+                                   "initial_density_g_cm3": structure.density_g_cm3,
+                                   "T_melt_K": float(q["T_melt_K"]), "T_min_K": float(q["T_min_K"]),
+                                   "cooling_rate_K_per_ps": float(q["cooling_rate_K_per_ps"])})
+                step, next_frame = 0, 0
+            snap_steps = {s: T for T, s in plan["snapshots"].items()}
+
+            def on_event(s, c):
+                T = snap_steps[s]
+                snap = _snapshot_arrays(engine, c)
+                partial.update(lambda f: _write_snapshot(f, T, snap, s, s * md["timestep_fs"]))
+
+            progress = Progress("quench", plan["total"], md["timestep_fs"], start_step=step)
+            loop = _Run(engine, sched=sched, total_steps=plan["total"], grid=grid,
+                        chunk_len=engine.frames_per_chunk * plan["frame_every"],
+                        checkpoint_every=md["checkpoint_every_steps"], checkpoint=ckpt, key=key,
+                        meta={"identity": identity}, progress=progress, events=list(snap_steps),
+                        on_frames=lambda fr: partial.append(fr, step_offset=0, timestep_fs=md["timestep_fs"]),
+                        on_event=on_event, before_checkpoint=lambda: {"n_frames": partial.n_frames})
+            c = loop.run(c, step=step, next_frame=next_frame)
+            progress.close()
+            final_box = np.asarray(engine.box_of(c["state"]), dtype=np.float64)
+            rho = silica.density_g_cm3(structure.species, final_box)
+
+            def finish(f):
+                f.attrs["final_density_g_cm3"] = rho
+                f.attrs["density_g_cm3"] = rho
+                missing = [T for T in plan["temperatures"] if f"snapshots/{_snapshot_name(T)}" not in f]
+                assert not missing, missing
+
+            partial.update(finish)
+            partial.finish(out)
+            ckpt.remove()
+            log.info("quench done: %d frames, final density %.4f g/cm^3 -> %s", partial.n_frames, rho, out)
+
+    _stage(cfg, out, resume, body, command=command)
+
+
+def _snapshot_arrays(engine: Engine, c) -> dict:
+    rec = engine.record(c, engine._jnp.asarray(schedule(1.0), engine.dtype))
+    state = c["state"]
+    return dict(position=np.asarray(rec["position"]), image=np.asarray(rec["image"]),
+                velocity=np.asarray(state.velocity) / units.TIME_UNIT_FS,
+                box_edges=np.asarray(rec["box"], dtype=np.float64),
+                species=engine.species, mass=engine.masses)
+
+
+def _write_snapshot(f: h5py.File, T: float, snap: dict, step: int, time_fs: float) -> None:
+    name = f"snapshots/{_snapshot_name(T)}"
+    if name in f:  # retaken after a resume
+        del f[name]
+    g = f.create_group(name)
+    for k, v in snap.items():
+        g[k] = v
+    g["position"].attrs["unit"] = "angstrom"
+    g["velocity"].attrs["unit"] = "angstrom/fs"
+    g["box_edges"].attrs["unit"] = "angstrom"
+    g["mass"].attrs["unit"] = "amu"
+    g.attrs["temperature_K"] = float(T)
+    g.attrs["step"] = int(step)
+    g.attrs["time_fs"] = float(time_fs)
+
+
+def snapshot_temperatures(path) -> list[float]:
+    """Temperatures (K) of the snapshots in a quench product."""
+    with open_input(path, "quench") as f:
+        if "snapshots" not in f:
+            raise SoftnessError(f"quench file {path} has no /snapshots; is it the output of softness quench?")
+        return sorted(float(g.attrs["temperature_K"]) for g in f["snapshots"].values())
+
+
+def read_snapshot(path, temperature_K: float) -> dict:
+    """The snapshot at ``temperature_K`` (exact within 1e-6 K) from a quench product."""
+    with open_input(path, "quench") as f:
+        if "snapshots" not in f:
+            raise SoftnessError(f"quench file {path} has no /snapshots; is it the output of softness quench?")
+        for g in f["snapshots"].values():
+            if abs(float(g.attrs["temperature_K"]) - temperature_K) <= 1e-6:
+                names = ("position", "image", "velocity", "box_edges", "species", "mass")
+                snap = {k: g[k][()] for k in names}
+                snap.update({k: g.attrs[k] for k in ("temperature_K", "step", "time_fs")})
+                snap["file_created_utc"] = str(f.attrs.get("created_utc", ""))
+                return snap
+        have = ", ".join(f"{T:g}" for T in sorted(float(g.attrs["temperature_K"])
+                                                  for g in f["snapshots"].values()))
+        raise SoftnessError(
+            f"quench file {path} has no snapshot at {temperature_K:g} K (it has: {have} K).")
+
+
+# ---------------------------------------------------------------------------- run
+
+def run_plan(cfg: dict) -> dict:
+    """Step counts of a run at one temperature (validated)."""
+    r, md = cfg["run"], cfg["md"]
+    dt = md["timestep_fs"]
+    frame_every = steps_for(r["frame_interval_fs"], dt, "run.frame_interval_fs")
+    n_eq = steps_for(r["equilibration_time_fs"], dt, "run.equilibration_time_fs", exact=False)
+    n_prod = steps_for(r["production_time_fs"], dt, "run.production_time_fs", exact=False)
+    n_prod = max(frame_every, n_prod - n_prod % frame_every)
+    return dict(frame_every=frame_every, n_eq=n_eq, n_prod=n_prod, total=n_eq + n_prod)
+
+
+def run_temperature(cfg: dict, start, temperature_K: float, out, resume: bool = False) -> None:
+    """``softness run``: NVT equilibration and production at ``temperature_K``.
+
+    Starts from the quench snapshot at that temperature, in the snapshot's box. Writes
+    ``out``: an H5MD trajectory of the production part only (time 0 at its start) with
+    root attributes temperature_K, potential, density_g_cm3, precision and the
+    equilibration means.
+    """
+    out = Path(out)
+    T = float(temperature_K)
+    if not (T > 0 and math.isfinite(T)):
+        raise SoftnessError(f"the temperature must be positive, got {temperature_K:g} K.")
+    plan = run_plan(cfg)
+    snap = read_snapshot(start, T)
+    species, masses, box = snap["species"], snap["mass"], np.asarray(snap["box_edges"], dtype=np.float64)
+    silica.check_box(box, cfg["potential"]["cutoff_A"], "the snapshot's box")
+    md = cfg["md"]
+    dt = md["timestep_fs"]
+    rho = silica.density_g_cm3(species, box)
+    command = f"softness run --start {start} --temperature {T:g} --out {out}"
+
+    def body(partial_path, ckpt):
+        with precision_scope(cfg["precision"]) as dtype:
+            engine = _engine_for(cfg, species, masses, box, ensemble="nvt", frame_every=plan["frame_every"],
+                                 dtype=dtype, runaway_K=RUNAWAY_TEMPERATURE_FACTOR * T)
+            key = _key(cfg["seed"], _STAGE_RUN, T)
+            identity = _identity(cfg, ["seed", "precision", "system", "potential", "md", "run"],
+                                 temperature_K=T, start=str(Path(start).resolve()),
+                                 start_step=int(snap["step"]), start_created=snap["file_created_utc"])
+            partial = _PartialTrajectory(partial_path)
+            n_eq = plan["n_eq"]
+            sums = {"n": 0, "T": 0.0, "pe": 0.0}
+            if resume and ckpt.exists():
+                template = engine.init(snap["position"], key=key, temperature_K=T,
+                                       velocities_A_fs=snap["velocity"])
+                c, key, meta = ckpt.read(engine, template, identity=identity)
+                partial.reopen(meta["n_frames"])
+                sums = meta["equilibration"]
+                step, next_frame = int(c["step"]), meta["next_frame"]
+                log.info("resuming the run at %g K at step %d", T, step)
+            else:
+                if resume:
+                    log.info("no checkpoint at %s; starting the run from the beginning", ckpt.path)
+                c = engine.init(snap["position"], key=key, temperature_K=T, velocities_A_fs=snap["velocity"])
+                partial.create("run", cfg, species, masses, box, dtype=dtype, variable_box=False, attrs={
+                    "temperature_K": T, "potential": silica.potential_name(cfg["potential"]["cutoff_A"]),
+                    "density_g_cm3": rho, "precision": cfg["precision"], "ensemble": "nvt",
+                    "start_file": str(start), "start_step": int(snap["step"]),
+                    "equilibration_time_fs": n_eq * dt, "production_time_fs": plan["n_prod"] * dt})
+                step, next_frame = 0, 0
+            # Frames every frame_every steps during equilibration feed only its means; the
+            # production grid starts at n_eq (time 0 of the product).
+            eq_grid = FrameGrid(0, plan["frame_every"], n_eq - 1)
+            prod_grid = FrameGrid(n_eq, plan["frame_every"], plan["total"])
+
+            class Grid:
+                every = plan["frame_every"]
+
+                @staticmethod
+                def next_at_or_after(s):
+                    nxt = eq_grid.next_at_or_after(s)
+                    return nxt if nxt is not None else prod_grid.next_at_or_after(s)
+
+            if next_frame is None and step < plan["total"]:
+                next_frame = Grid.next_at_or_after(step)
+
+            def on_frames(fr):
+                eq = fr["step"] < n_eq
+                if eq.any():
+                    sums["n"] += int(eq.sum())
+                    sums["T"] += float(fr["kinetic_temperature"][eq].sum())
+                    sums["pe"] += float(fr["potential_energy"][eq].sum())
+                if (~eq).any():
+                    partial.append({k: v[~eq] for k, v in fr.items()}, step_offset=n_eq, timestep_fs=dt)
+
+            progress = Progress(f"run {T:g} K", plan["total"], dt, start_step=step)
+            loop = _Run(engine, sched=schedule(T), total_steps=plan["total"], grid=Grid,
+                        chunk_len=engine.frames_per_chunk * plan["frame_every"],
+                        checkpoint_every=md["checkpoint_every_steps"], checkpoint=ckpt, key=key,
+                        meta={"identity": identity}, progress=progress, events=[n_eq],
+                        on_frames=on_frames,
+                        before_checkpoint=lambda: {"n_frames": partial.n_frames, "equilibration": dict(sums)})
+            loop.run(c, step=step, next_frame=next_frame)
+            progress.close()
+
+            def finish(f):
+                n = sums["n"]
+                f.attrs["equilibration_mean_temperature_K"] = sums["T"] / n if n else np.nan
+                f.attrs["equilibration_mean_potential_energy_kcal_mol"] = sums["pe"] / n if n else np.nan
+                f.attrs["equilibration_samples"] = sums["n"]
+
+            partial.update(finish)
+            partial.finish(out)
+            ckpt.remove()
+            log.info("run at %g K done: %d frames -> %s", T, partial.n_frames, out)
+
+    _stage(cfg, out, resume, body, command=command)
+
+
+def trajectory_density(path) -> float:
+    """``density_g_cm3`` root attribute of an MD product."""
+    with open_input(path, "trajectory") as f:
+        if PARTICLES not in f:
+            raise SoftnessError(f"{path} is not an MD trajectory.")
+        return float(f.attrs["density_g_cm3"])
