@@ -264,7 +264,9 @@ def local_environments(cutoff_A: float, max_neighbors: tuple[int, ...]) -> Calla
         out = []
         for x, k in enumerate(max_neighbors):
             ok = inside & (species == x)[None, :]
-            value, idx = lax.top_k(jnp.where(ok, -d2, -jnp.inf), k)
+            # Any order of the keys would do (K >= count keeps every neighbour); float32 keys
+            # because XLA:CPU's top_k is fast only for float32.
+            value, idx = lax.top_k(jnp.where(ok, -d2, -jnp.inf).astype(jnp.float32), k)
             mask = value > -jnp.inf
             dR = jnp.take_along_axis(d, idx[..., None], axis=1, mode="clip")
             out.append(Neighbors(jnp.where(mask[..., None], dR, 0.0), mask, jnp.sum(ok, axis=1)))
@@ -274,6 +276,29 @@ def local_environments(cutoff_A: float, max_neighbors: tuple[int, ...]) -> Calla
 
 
 # ---------------------------------------------------------------------------- structure functions
+
+def _sum_over(x, axis: int):
+    """``x.sum(axis)`` for a neighbour axis, written so that XLA fuses it with the
+    computation of ``x``.
+
+    XLA:CPU rewrites a reduction over more than 32 elements along one dimension into a
+    separate reduce-window pass, which first materialises ``x``; for the [chunk, K, K] pair
+    blocks that costs one full memory pass per feature. Summing first over a divisor d <= 32
+    of the axis (a reshape), then over the rest behind an optimisation barrier (so that the
+    two sums are not merged back into one), keeps the elementwise work fused with the first
+    sum. Same result up to the order of additions.
+    """
+    import jax.numpy as jnp
+    from jax import lax
+
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    d = max(d for d in range(1, min(n, 32) + 1) if n % d == 0)
+    if d in (1, n):
+        return jnp.sum(x, axis=axis)
+    part = jnp.sum(x.reshape(x.shape[:axis] + (n // d, d) + x.shape[axis + 1:]), axis=axis + 1)
+    return jnp.sum(lax.optimization_barrier(part), axis=axis)
+
 
 def radial_structure_functions(radial_r_A, radial_width_A) -> Callable:
     """Build the radial structure functions G_X(i; r, delta) of every neighbour species.
@@ -347,7 +372,7 @@ def angular_structure_functions(angular_xi_A, angular_lambda, angular_zeta) -> C
         # One exponential per distinct xi, shared by every (lambda, zeta) with that xi.
         gauss = {x: jnp.where(pair, jnp.exp(s * jnp.asarray(-1.0 / (x * x), dtype)), 0.0)
                  for x in dict.fromkeys(xi)}
-        out = [half * jnp.sum(gauss[x] * power(1.0 + l * cos, z), axis=(1, 2))
+        out = [half * jnp.sum(_sum_over(gauss[x] * power(1.0 + l * cos, z), 2), axis=1)
                for x, l, z in zip(xi, lam, zeta, strict=True)]
         return jnp.stack(out, axis=-1)
 
