@@ -91,7 +91,8 @@ def precision_scope(precision: str):
     float64 needs ``jax_enable_x64``; it is switched on here (jax_md is imported lazily,
     inside this scope, so this comes first in a fresh process) and restored on exit, so
     a float64 stage does not change the precision of code that runs after it. jax_md's
-    complaints that float64 sums are truncated in float32 mode are silenced.
+    harmless dtype warnings (float64 sums truncated in float32 mode, int64 indices scattered
+    into int32 under x64) are silenced.
 
     Yields:
       The NumPy dtype of positions, momenta and energies.
@@ -104,6 +105,8 @@ def precision_scope(precision: str):
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
+            # jax_md's neighbour list scatters int64 indices into int32 buffers under x64.
+            warnings.filterwarnings("ignore", message="scatter inputs have incompatible types")
             yield np.dtype(np.float64 if want else np.float32)
     finally:
         jax.config.update("jax_enable_x64", old)
@@ -192,6 +195,7 @@ class Engine:
         self.velocities = bool(velocities)
         self.runaway_temperature_K = float(runaway_temperature_K)
         self.extra_capacity = 0
+        self.reallocations = 0
         self._cell_list_fn = None
 
         dt = units.fs_to_internal(self.timestep_fs)
@@ -432,6 +436,7 @@ class Engine:
                 c = self.rebuild(c)
                 if c["nbrs"].idx.shape[-1] > old_capacity:
                     break
+            self.reallocations += 1
             log.debug("neighbour list overflowed at step %d; reallocated with capacity %d",
                       int(c["step"]), c["nbrs"].idx.shape[-1])
         else:
@@ -748,16 +753,32 @@ def _key(seed: int, stage: int, temperature_K: float | None = None):
     return key
 
 
+_ENGINES: dict = {}
+
+
 def _engine_for(cfg: dict, species, masses, box, *, ensemble, frame_every, dtype, runaway_K,
                 velocities=False):
+    """The Engine for a stage; engines are kept (a few) so that repeated stages in one
+    process, e.g. a run and its resumption, reuse the compiled chunk."""
     md = cfg["md"]
-    return Engine(
-        species, masses, box, ensemble=ensemble, timestep_fs=md["timestep_fs"],
+    kwargs = dict(
+        ensemble=ensemble, timestep_fs=md["timestep_fs"],
         thermostat_tau_fs=md["thermostat_tau_fs"], barostat_tau_fs=md["barostat_tau_fs"],
         pressure_GPa=cfg["quench"]["pressure_GPa"], cutoff_A=cfg["potential"]["cutoff_A"],
-        skin_A=md["neighbor_skin_A"], dense=md["neighbor_format"] == "dense", dtype=dtype,
+        skin_A=md["neighbor_skin_A"], dense=md["neighbor_format"] == "dense", dtype=str(np.dtype(dtype)),
         frame_every=frame_every, frames_per_chunk=_frames_per_chunk(md["chunk_steps"], frame_every),
         runaway_temperature_K=runaway_K, velocities=velocities)
+    key = (np.asarray(species).tobytes(), np.asarray(masses, np.float64).tobytes(),
+           np.asarray(box, np.float64).tobytes(), json.dumps(kwargs, sort_keys=True))
+    engine = _ENGINES.pop(key, None)
+    if engine is None:
+        engine = Engine(species, masses, box, **kwargs)
+    engine.extra_capacity = 0
+    engine.reallocations = 0
+    _ENGINES[key] = engine
+    while len(_ENGINES) > 4:
+        _ENGINES.pop(next(iter(_ENGINES)))
+    return engine
 
 
 # ---------------------------------------------------------------------------- relaxation
