@@ -228,7 +228,7 @@ def write_trajectory(path, n_frames=5, nan_frame=None):
 def test_features_file_layout_and_values(tmp_path):
     pos, species = write_trajectory(tmp_path / "traj.h5")
     cfg = config.resolve(SMALL)
-    features_file(cfg, tmp_path / "traj.h5", tmp_path / "features.h5")
+    features_file(cfg, tmp_path / "traj.h5", tmp_path / "features.h5", frames_per_block=2)  # 2 blocks
     grid = StructureGrid.from_config(cfg)
     with h5py.File(tmp_path / "features.h5", "r") as f:
         assert f.attrs["stage"] == "features"
@@ -248,6 +248,7 @@ def test_features_file_layout_and_values(tmp_path):
         assert_array_equal(f["grid/angular_zeta"][()], [1, 4])
         stored = f["features"][()]
     assert_allclose(stored[1], brute_force(pos[2], BOX, species, grid), rtol=1e-4, atol=1e-6)
+    assert_allclose(stored[2], brute_force(pos[4], BOX, species, grid), rtol=1e-4, atol=1e-6)
     values, read_grid, extra = read_features(tmp_path / "features.h5")
     assert read_grid == grid and read_grid != GRID
     assert_array_equal(values, stored)
