@@ -611,7 +611,7 @@ def features_file(cfg: dict, trajectory, out, *, chunk_atoms: int = 128, frames_
         log.warning("trajectory %s has no temperature_K attribute; features carry NaN.", trajectory)
     species = head.species
     names = grid.feature_names()
-    log.info("%d features (%d radial, %d angular) of %d atoms in %d frames (every %d-th)", len(names),
+    log.info("%d features (%d radial, %d angular) of %d atoms in %d frames (frame_stride %d)", len(names),
              2 * grid.n_radial, 3 * grid.n_angular, n_atoms, len(frames), stride)
 
     with atomic_h5(out, "features", cfg) as f:
