@@ -332,13 +332,16 @@ def radial_structure_functions(radial_r_A, radial_width_A) -> Callable:
     return fn
 
 
-def angular_structure_functions(angular_xi_A, angular_lambda, angular_zeta) -> Callable:
+def angular_structure_functions(angular_xi_A, angular_lambda, angular_zeta, *,
+                                min_block: int = 20) -> Callable:
     """Build the angular structure functions Psi_XY(i; xi, lambda, zeta) of every species pair.
 
     Each unordered pair of neighbours {j, k} (j != k) counts once; see the module docstring.
 
     Args:
       angular_xi_A, angular_lambda, angular_zeta: [n_a] triples.
+      min_block: same-species neighbour slots are split in halves while there are at least
+        ``2 min_block`` of them (the result does not depend on it, only the work does).
 
     Returns:
       ``fn(neighbors) -> [C, n_pairs * n_a]``, pairs SiSi, SiO, OO, triples in the given order.
@@ -376,10 +379,21 @@ def angular_structure_functions(angular_xi_A, angular_lambda, angular_zeta) -> C
                for x, l, z in zip(xi, lam, zeta, strict=True)]
         return jnp.stack(out, axis=-1)
 
+    def same_species(a: Neighbors):
+        # The unordered pairs of one list = those within each half + every pair across the
+        # halves: 3/4 of the [K, K] work at each level of splitting (symmetry, without gathers).
+        k = a.dR.shape[1]
+        if k < 2 * min_block:
+            return pair_block(a, a, True)
+        lo = Neighbors(a.dR[:, : k // 2], a.mask[:, : k // 2], None)
+        hi = Neighbors(a.dR[:, k // 2:], a.mask[:, k // 2:], None)
+        return same_species(lo) + pair_block(lo, hi, False) + same_species(hi)
+
     def fn(neighbors):
         if len(xi) == 0:
             return jnp.zeros((neighbors[0].dR.shape[0], 0), neighbors[0].dR.dtype)
-        blocks = [pair_block(neighbors[a], neighbors[b], a == b) for a, b in species_pairs(len(neighbors))]
+        blocks = [same_species(neighbors[a]) if a == b else pair_block(neighbors[a], neighbors[b], False)
+                  for a, b in species_pairs(len(neighbors))]
         return jnp.concatenate(blocks, axis=-1)
 
     return fn

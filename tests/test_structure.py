@@ -128,6 +128,23 @@ def test_neighbour_slots_grow_when_a_later_frame_is_denser():
     assert_allclose(out[1], brute_force(pos1, BOX, species, GRID), rtol=1e-4, atol=1e-6)
 
 
+def test_splitting_same_species_pair_blocks_changes_nothing(system):
+    import jax.numpy as jnp
+
+    from softness.structure import angular_structure_functions, local_environments
+
+    pos, species, ref = system
+    args = (jnp.asarray(pos), jnp.asarray([BOX] * 3), jnp.asarray(species), jnp.arange(len(pos)))
+    counts = [int(nb.count.max()) for nb in local_environments(CUTOFF, (1, 1))(*args)]
+    nbrs = local_environments(CUTOFF, tuple(counts))(*args)  # no empty slots: halves hold neighbours
+    assert min(counts) >= 8
+    triples = (GRID.angular_xi_A, GRID.angular_lambda, GRID.angular_zeta)
+    whole = angular_structure_functions(*triples, min_block=1000)(nbrs)
+    split = angular_structure_functions(*triples, min_block=2)(nbrs)  # halves down to 2-3 slots
+    assert_allclose(np.asarray(whole), ref[:, 2 * GRID.n_radial:], rtol=1e-4, atol=1e-6)
+    assert_allclose(np.asarray(split), ref[:, 2 * GRID.n_radial:], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("op", ["rot90_z", "cyclic_axes", "translation", "permutation"])
 def test_invariance_in_the_periodic_box(system, op):
     pos, species, _ = system
