@@ -28,8 +28,9 @@ and f_c = 1; G4 = 2^(1 - zeta) sum (...) f_c(R_ij) f_c(R_ik) f_c(R_jk) is Psi_XY
 Implementation: neighbours of a chunk of atoms are found against all N atoms (minimum image,
 so every box edge must be at least 2 r_c) and the nearest ``K_X`` of each species are kept
 with ``lax.top_k``; ``K_X`` is sized from the data and grown when a frame needs more, so no
-neighbour is ever dropped. The angular sums are dense over a block of [K_X, K_Y] neighbour
-pairs per atom and species pair, so the elementwise work fuses into one reduction per
+neighbour is ever dropped. The angular sums are dense over blocks of [K_X, K_Y] neighbour
+pairs per atom and species pair (a long same-species list is split in halves so that most
+unordered pairs are visited once), and the elementwise work fuses into one reduction per
 triple. Memory is O(chunk (N + K^2)) whatever the number of atoms and frames; the cost is
 O(N^2 / chunk) distance evaluations plus O(N K^2) for the angular part per frame. Everything
 is plain ``jax.numpy`` and runs unchanged on a GPU.
