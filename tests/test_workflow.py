@@ -178,6 +178,14 @@ def _wait_for(predicate, proc, timeout):
     return False
 
 
+def _checkpoint_step(path) -> int:
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f.attrs["step"])
+    except (OSError, KeyError):  # replaced or not yet complete
+        return 0
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """config/test.yaml run end to end, interrupted (Ctrl-C) during an MD run and rerun.
@@ -189,19 +197,19 @@ def finished_run(tmp_path_factory):
     config.write_text(TEST_CONFIG.read_text())
     info = {}
     # 1. Start the pipeline and press Ctrl-C (SIGINT to the whole process group, as a terminal
-    #    does) once an MD run has written its first checkpoint.
+    #    does) once an MD run has checkpointed progress (a checkpoint past step 0).
     proc = subprocess.Popen(snakemake_command(workdir, "--cores", 2, "--configfile", config), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    checkpoints = lambda: sorted(workdir.glob("results/T*/.trajectory.h5.checkpoint"))  # noqa: E731
-    caught = _wait_for(lambda: bool(checkpoints()), proc, timeout=300)
+    checkpoints = lambda: sorted(workdir.glob("results/T*/.trajectory.h5.checkpoint.h5"))  # noqa: E731
+    caught = _wait_for(lambda: any(_checkpoint_step(p) > 0 for p in checkpoints()), proc, timeout=400)
     if caught:
         os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=300)
     info["interrupted"] = caught
     info["first_output"] = out
     info["returncode"] = proc.returncode
-    info["checkpoints"] = checkpoints()
+    info["checkpoints"] = {p.parent.name: _checkpoint_step(p) for p in checkpoints()}
     info["trajectories_after_kill"] = sorted(workdir.glob("results/T*/trajectory.h5"))
     # 2. Rerun the same command: it must continue and finish.
     res = snakemake(workdir, "--cores", 2, "--configfile", config)
@@ -214,14 +222,18 @@ def test_interrupted_md_run_resumes_and_completes(finished_run):
     workdir, info = finished_run
     assert info["interrupted"], info["first_output"][-3000:]
     assert info["returncode"] != 0
-    interrupted = [p.parent.name for p in info["checkpoints"]]
+    interrupted = sorted(info["checkpoints"])
     assert interrupted, "the checkpoint did not survive the interruption"
+    assert max(info["checkpoints"].values()) > 0
     # the killed job left no declared output behind, only its checkpoint
     assert not [p for p in info["trajectories_after_kill"] if p.parent.name in interrupted]
     for name in interrupted:
         log = (workdir / "results" / "logs" / name / "md_run.log").read_text()
         assert "resuming from" in log
-        assert not (workdir / "results" / name / ".trajectory.h5.checkpoint").exists()
+        # it continued where its checkpoint was, not from the start
+        resumed_at = re.search(r"resuming the run at \S+ K at step (\d+)", log)
+        assert resumed_at and int(resumed_at.group(1)) == info["checkpoints"][name], log
+        assert not (workdir / "results" / name / ".trajectory.h5.checkpoint.h5").exists()
         cfg = config_mod.load(workdir / "results" / "config.resolved.yaml")
         traj = read_trajectory(workdir / "results" / name / "trajectory.h5")
         interval = cfg["run"]["frame_interval_fs"]

@@ -35,10 +35,28 @@ wildcard_constraints:
 # temperatures' products alone.
 RESOLVED_CONFIG = "results/config.resolved.yaml"
 
+# The quench keeps a snapshot (the start of a run) as it cools through each temperature. It
+# is asked for one every QUENCH_SNAPSHOT_STEP_K between quench.T_min_K and quench.T_melt_K,
+# besides those at temperatures_K, so that moving or adding a temperature on that grid needs
+# no new quench (and so none of the other temperatures' runs are redone). The extra snapshots
+# change nothing else: the cooling is the same whichever snapshots are kept. The quench alone
+# reads this config, identical to the resolved one but for temperatures_K.
+QUENCH_SNAPSHOT_STEP_K = 50.0
+QUENCH_CONFIG = "results/config.quench.yaml"
 
-def write_resolved_config():
-    text = yaml.safe_dump(dict(config), sort_keys=False)
-    path = Path(RESOLVED_CONFIG)
+
+def quench_config():
+    q = config["quench"]
+    first = math.ceil(q["T_min_K"] / QUENCH_SNAPSHOT_STEP_K) * QUENCH_SNAPSHOT_STEP_K
+    grid = [first + k * QUENCH_SNAPSHOT_STEP_K
+            for k in range(int((q["T_melt_K"] - first) // QUENCH_SNAPSHOT_STEP_K) + 1)]
+    temperatures = sorted({float(t) for t in grid} | {float(t) for t in config["temperatures_K"]})
+    return {**config, "temperatures_K": [int(t) if t.is_integer() else t for t in temperatures]}
+
+
+def _write_if_changed(path, data):
+    text = yaml.safe_dump(data, sort_keys=False)
+    path = Path(path)
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -46,13 +64,19 @@ def write_resolved_config():
         tmp.replace(path)
 
 
-def science(*keys):
+def write_resolved_config():
+    _write_if_changed(RESOLVED_CONFIG, dict(config))
+    _write_if_changed(QUENCH_CONFIG, quench_config())
+
+
+def science(*keys, cfg=None):
     """The config sections a product depends on, as one canonical string.
 
     Passed as a rule parameter, so a change in any of them (and only in them) makes
     Snakemake rerun the rule and everything downstream.
     """
-    return json.dumps({k: config[k] for k in keys}, sort_keys=True)
+    cfg = config if cfg is None else cfg
+    return json.dumps({k: cfg[k] for k in keys}, sort_keys=True)
 
 
 # ---------------------------------------------------------------------------- resources
@@ -98,7 +122,7 @@ def md_checkpoint(path):
     killed; the rerun passes --resume and continues from them.
     """
     path = Path(path)
-    return str(path.with_name(f".{path.name}.checkpoint"))
+    return str(path.with_name(f".{path.name}.checkpoint.h5"))
 
 
 # ---------------------------------------------------------------------------- the shell

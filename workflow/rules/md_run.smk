@@ -23,6 +23,7 @@ rule md_run:
     conda:
         "../../environment.yml"
     shell:
-        "resume=; if [ -e {params.resume_from} ]; then resume=--resume; else : > {log}; fi; "
+        "resume=; if [ -e {params.resume_from} ]; then resume=--resume; echo resuming from {params.resume_from} >> {log}; "
+        "else : > {log}; fi; "
         "softness run --config {params.config} --start {input.start} --temperature {wildcards.T} "
         "--out {output} $resume >> {log} 2>&1"
