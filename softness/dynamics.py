@@ -14,9 +14,11 @@ q near the first peak of S(q) (about 1.7 1/A in silica; Horbach & Kob, PRB 60, 3
   run length (default 5 % to 50 %: past the cage, short enough to have many time origins).
   The error combines the spread of per-atom slopes (standard error over atoms) with half the
   difference between the slopes fitted on the two halves of the window (curvature left from
-  the cage). The run counts as diffusive when the log-log slope of the MSD over the window
-  is 1 within ``dynamics.diffusive_tolerance``; otherwise D is still reported, flagged and
-  warned about.
+  the cage). The run counts as diffusive when the MSD grows linearly over the window: the
+  growth exponent alpha = 1 + ln(s2 / s1) / ln(t2 / t1), from the slopes s1, s2 of the two
+  halves at mean lags t1, t2 (alpha of MSD = A t^alpha + c, blind to the cage offset c that
+  bends the plain log-log slope), is 1 within ``dynamics.diffusive_tolerance``. Otherwise D is
+  still reported, flagged and warned about.
 * tau_alpha where F_s first falls to 1/e, interpolated linearly in log t between the two
   bracketing lags; NaN, flagged and warned about when the run is too short to get there.
 
@@ -93,14 +95,16 @@ def diffusion_constant(lag_time_fs, msd_per_atom, window_fs, tolerance: float = 
         ``1 +- tolerance``.
 
     Returns:
-      dict with ``D`` and ``D_err`` (Angstrom^2/fs), ``exponent`` (log-log slope),
-      ``diffusive`` (bool) and ``n_points`` (lags in the window); NaNs when fewer than
-      three lags fall in the window.
+      dict with ``D`` and ``D_err`` (Angstrom^2/fs), ``exponent`` (log-log slope of the MSD),
+      ``growth_exponent`` (alpha from the slopes of the two halves of the window, see the module
+      docstring), ``diffusive`` (bool: alpha within ``1 +- tolerance``) and ``n_points`` (lags in
+      the window); NaNs when fewer than three lags fall in the window.
     """
     t = np.asarray(lag_time_fs, dtype=np.float64)
     m = np.asarray(msd_per_atom, dtype=np.float64).reshape(t.shape[0], -1)
     sel = np.flatnonzero((t >= window_fs[0]) & (t <= window_fs[1]))
-    nan = {"D": np.nan, "D_err": np.nan, "exponent": np.nan, "diffusive": False, "n_points": len(sel)}
+    nan = {"D": np.nan, "D_err": np.nan, "exponent": np.nan, "growth_exponent": np.nan, "diffusive": False,
+           "n_points": len(sel)}
     if len(sel) < 3 or m.shape[1] == 0:
         return nan
     mean = m.mean(axis=1)
@@ -115,12 +119,16 @@ def diffusion_constant(lag_time_fs, msd_per_atom, window_fs, tolerance: float = 
     sem = float(d_atoms.std(ddof=1) / np.sqrt(d_atoms.size)) if d_atoms.size > 1 else 0.0
     half = len(sel) // 2
     lo, hi = sel[: max(half, 2)], sel[half:]
-    curvature = 0.5 * abs(float(slope(hi, mean) - slope(lo, mean))) / 6.0 if len(hi) >= 2 else 0.0
+    s_lo, s_hi = float(slope(lo, mean)), float(slope(hi, mean))
+    curvature = 0.5 * abs(s_hi - s_lo) / 6.0
+    growth = (1.0 + np.log(s_hi / s_lo) / np.log(t[hi].mean() / t[lo].mean())
+              if s_lo > 0 and s_hi > 0 else np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         lt, lm = np.log(t[sel]), np.log(mean[sel])
     exponent = float(np.polyfit(lt, lm, 1)[0]) if np.all(np.isfinite(lm)) else np.nan
     return {"D": d, "D_err": float(np.hypot(sem, curvature)), "exponent": exponent,
-            "diffusive": bool(abs(exponent - 1.0) <= tolerance), "n_points": len(sel)}
+            "growth_exponent": float(growth), "diffusive": bool(abs(growth - 1.0) <= tolerance),
+            "n_points": len(sel)}
 
 
 def relaxation_time(lag_time_fs, f_s, level: float = np.exp(-1.0)):
@@ -153,6 +161,7 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
       out: the HDF5 product. Datasets: ``/lag_time_fs`` [L], ``/lag_frames`` [L],
         ``/n_origins`` [L], ``/msd_A2`` [2, L], ``/F_s`` [2, L], ``/D_A2_per_fs`` [2],
         ``/D_err_A2_per_fs`` [2], ``/msd_exponent`` [2] (log-log slope in the fit window),
+        ``/msd_growth_exponent`` [2] (alpha of MSD = A t^alpha + c in the fit window),
         ``/diffusive`` [2] bool, ``/tau_alpha_fs`` [2] (NaN if not reached),
         ``/tau_alpha_reached`` [2] bool, ``/species_names``; root attributes ``q_inv_A``,
         ``temperature_K``, ``frame_interval_fs``, ``fit_window_fs`` [2].
@@ -178,7 +187,7 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
     n_lags = len(lags)
     msd = np.full((2, n_lags), np.nan)
     f_s = np.full((2, n_lags), np.nan)
-    res = {k: np.full(2, np.nan) for k in ("D", "D_err", "exponent", "tau")}
+    res = {k: np.full(2, np.nan) for k in ("D", "D_err", "exponent", "growth_exponent", "tau")}
     diffusive, reached = np.zeros(2, bool), np.zeros(2, bool)
     for s, name in enumerate(SPECIES_NAMES):
         mine = traj.species == s
@@ -186,12 +195,13 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
             continue
         msd[s], f_s[s] = msd_atoms[:, mine].mean(axis=1), fs_atoms[:, mine].mean(axis=1)
         fit = diffusion_constant(lag_time, msd_atoms[:, mine], window, dcfg["diffusive_tolerance"])
-        res["D"][s], res["D_err"][s], res["exponent"][s] = fit["D"], fit["D_err"], fit["exponent"]
+        for k in ("D", "D_err", "exponent", "growth_exponent"):
+            res[k][s] = fit[k]
         diffusive[s] = fit["diffusive"]
         res["tau"][s], reached[s] = relaxation_time(lag_time, f_s[s])
         if not diffusive[s]:
-            log.warning("%s: the MSD is not diffusive over %g-%g fs (log-log slope %.2f); D = %.3g A^2/fs "
-                        "is an estimate only. Run longer.", name, *window, fit["exponent"], fit["D"])
+            log.warning("%s: the MSD is not diffusive over %g-%g fs (it grows as t^%.2f); D = %.3g A^2/fs "
+                        "is an estimate only. Run longer.", name, *window, fit["growth_exponent"], fit["D"])
         if not reached[s]:
             log.warning("%s: F_s(q = %g 1/A) only decays to %.3f within %g fs; the run is too short to "
                         "reach tau_alpha (NaN).", name, q, f_s[s].min(), lag_time[-1])
@@ -212,6 +222,7 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
         f["D_A2_per_fs"] = res["D"]
         f["D_err_A2_per_fs"] = res["D_err"]
         f["msd_exponent"] = res["exponent"]
+        f["msd_growth_exponent"] = res["growth_exponent"]
         f["diffusive"] = diffusive
         f["tau_alpha_fs"] = res["tau"]
         f["tau_alpha_reached"] = reached

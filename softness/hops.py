@@ -120,7 +120,7 @@ def p_hop(positions, half_window: int, *, images=None, box=None, atom_chunk: int
       images: optional [F, N, 3] integer image flags (unwrapped = positions + images * box).
       box: [F, 3] or [3] box edges in Angstrom, needed with ``images``.
       atom_chunk: atoms processed together (bounds the temporary memory to
-        about 100 * F * atom_chunk bytes).
+        about 160 * F * atom_chunk bytes).
 
     Returns:
       [F, N] float64 p_hop in Angstrom^2; NaN at frames t < h and t > F - h.

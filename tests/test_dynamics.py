@@ -6,7 +6,13 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from softness import cli, config
-from softness.dynamics import dynamics_file, log_lags, relaxation_time, self_displacements
+from softness.dynamics import (
+    diffusion_constant,
+    dynamics_file,
+    log_lags,
+    relaxation_time,
+    self_displacements,
+)
 from softness.errors import SoftnessError
 from softness.io import atomic_h5
 from softness.trajectory import H5MDWriter
@@ -62,6 +68,7 @@ def test_ballistic_limit(tmp_path):
         # Every atom has moved exactly v0 t: F_s = sin(q v0 t) / (q v0 t).
         assert_allclose(r["F_s"][s], np.sinc(Q * v0 * lag_t / np.pi), atol=1e-4)
     assert_allclose(r["msd_exponent"], [2.0, 2.0], atol=0.05)
+    assert_allclose(r["msd_growth_exponent"], [2.0, 2.0], atol=0.1)
     assert_array_equal(r["diffusive"], [False, False])
 
 
@@ -84,6 +91,7 @@ def test_diffusive_limit_and_gaussian_f_s(tmp_path, caplog):
         assert np.all(np.abs(r["msd_A2"][s][half] / (6 * d_true[s] * lag_t[half]) - 1) < 4 * rel_err)
         assert_allclose(r["F_s"][s][half], np.exp(-Q**2 * d_true[s] * lag_t[half]), atol=0.02)
     assert_array_equal(r["diffusive"], [True, True])
+    assert_allclose(r["msd_growth_exponent"], [1.0, 1.0], atol=0.15)
     assert np.all(r["D_err_A2_per_fs"] > 0) and np.all(r["D_err_A2_per_fs"] < 0.1 * d_true)
     assert np.all(np.abs(r["D_A2_per_fs"] - d_true) < 3 * r["D_err_A2_per_fs"])
     assert_array_equal(r["tau_alpha_reached"], [True, True])
@@ -91,6 +99,30 @@ def test_diffusive_limit_and_gaussian_f_s(tmp_path, caplog):
     assert r["attrs"]["q_inv_A"] == Q and r["attrs"]["temperature_K"] == 3500.0
     assert [n.decode() for n in r["species_names"]] == ["Si", "O"]
     assert_array_equal(r["n_origins"], n_frames - r["lag_frames"])
+
+
+def test_cage_offset_does_not_hide_diffusion(tmp_path):
+    # A random walk of cage centres plus a 0.4 A rattle: MSD = 6 D t + 6 (0.4 A)^2. The offset bends
+    # the log-log slope well below 1, yet the motion is diffusive and D is the walk's.
+    rng = np.random.default_rng(5)
+    species = np.array([0] * 100 + [1] * 200)
+    d_true = np.array([0.0005, 0.0005])
+    dt, n_frames, box = 10.0, 201, 20.0
+    x = random_walk(rng, n_frames, species, d_true, dt, box) + rng.normal(scale=0.4, size=(n_frames, 300, 3))
+    path = write_trajectory(tmp_path / "traj.h5", x, species, box, dt)
+    dynamics_file(config.resolve({}), path, tmp_path / "dyn.h5")
+    r = read(tmp_path / "dyn.h5")
+    assert np.all(r["msd_exponent"] < 0.8)
+    assert_array_equal(r["diffusive"], [True, True])
+    assert np.all(np.abs(r["D_A2_per_fs"] - d_true) < 3 * r["D_err_A2_per_fs"])
+
+
+def test_subdiffusive_growth_is_flagged():
+    t = log_lags(201, 40) * 10.0
+    fit = diffusion_constant(t, 0.3 * t**0.5, (100.0, 1000.0))
+    assert not fit["diffusive"]
+    assert_allclose(fit["growth_exponent"], 0.5, atol=0.02)
+    assert_allclose(fit["exponent"], 0.5, atol=1e-9)
 
 
 def test_self_displacements_agree_with_explicit_loops():
