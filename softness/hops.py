@@ -326,14 +326,14 @@ def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
     Returns:
       The matplotlib Figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The Figure API draws without pyplot, so no backend is chosen or changed (headless-safe).
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     bins = np.logspace(-3, 2, 101) if bins is None else np.asarray(bins)
     centres = np.sqrt(bins[1:] * bins[:-1])
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True, constrained_layout=True)
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
     curves = []
     for path in hops_files:
         with open_input(path, "hops") as f:
@@ -342,7 +342,7 @@ def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
                            p_hop_histogram(f["p_hop"][()], f["species"][()], bins),
                            f["thresholds/p_c_A2"][()], f["thresholds/p_quiet_A2"][()]))
     curves.sort(key=lambda c: c[0])
-    cmap = plt.get_cmap("coolwarm")
+    cmap = colormaps["coolwarm"]
     for k, (temp, hist, _, _) in enumerate(curves):
         colour = cmap(k / max(1, len(curves) - 1))
         for s, ax in enumerate(axes):
