@@ -357,6 +357,10 @@ class Engine:
     def _allocate(self, R, box=None):
         kw = {} if box is None else {"box": box}
         nbrs = self.neighbor_fn.allocate(R, extra_capacity=self.extra_capacity, **kw)
+        # jax_md keeps the cell size, a static (metadata) field, as a 0-d array; two equal
+        # arrays compare to an array, which jit's pytree equality cannot use. A float can.
+        if np.ndim(nbrs.cell_size) == 0 and nbrs.cell_size is not None:
+            nbrs = nbrs.set(cell_size=float(nbrs.cell_size))
         # A new allocation makes a new (equivalent) cell-list function object; reuse the
         # first one so that the compiled chunk is not traced again.
         if nbrs.cell_list_fn is not None and isinstance(nbrs.cell_size, float):
@@ -379,7 +383,8 @@ class Engine:
         jnp = self._jnp
         R = self.to_internal_positions(positions, box)
         mass = jnp.asarray(self.masses, self.dtype)
-        kT = units.kT(temperature_K if temperature_K is not None else 1.0)
+        # An array of the run's dtype, so the thermostat masses keep that dtype under x64.
+        kT = jnp.asarray(units.kT(temperature_K if temperature_K is not None else 1.0), self.dtype)
         momenta = None
         if velocities_A_fs is not None:
             v = np.asarray(velocities_A_fs, dtype=np.float64) * units.TIME_UNIT_FS
