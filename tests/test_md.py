@@ -111,9 +111,11 @@ def test_quench_and_run_give_tetrahedral_liquid_silica(physics):
     # Si-O g(r) up to a constant: a Gaussian kernel density of the distances over r^2.
     bonds = dist[dist < 2.3]
     r = np.arange(1.4, 1.9, 0.001)
-    g_shape = np.exp(-0.5 * ((r[:, None] - bonds[None, :]) / 0.01) ** 2).sum(axis=1) / r**2
+    g_shape = np.exp(-0.5 * ((r[:, None] - bonds[None, :]) / 0.02) ** 2).sum(axis=1) / r**2
     peak = r[np.argmax(g_shape)]
-    assert abs(peak - 1.60) <= 0.03, peak  # measured 1.615 A
+    # Measured 1.62-1.625 A (BKS at 3000 K; either half of the run alone moves it by 0.003 A):
+    # within the bound, though not by much.
+    assert abs(peak - 1.60) <= 0.03, peak
     si_coordination = (dist < 2.3).sum(axis=2).mean()
     o_coordination = (dist < 2.3).sum(axis=1).mean()
     assert 3.7 <= si_coordination <= 4.3, si_coordination

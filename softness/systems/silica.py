@@ -235,7 +235,7 @@ def check_box(box, cutoff_A: float, what: str = "the box") -> None:
 
 
 def bks_energy(displacement, box, species, *, cutoff_A: float = 8.0, skin_A: float = 1.0,
-               fractional_coordinates: bool = False, dense: bool = True, capacity_multiplier=1.25):
+               fractional_coordinates: bool = False, dense: bool = False, capacity_multiplier=1.25):
     """Neighbour-list function and energy of BKS silica (jax_md.energy.bks_silica_neighbor_list).
 
     Args:
@@ -245,7 +245,7 @@ def bks_energy(displacement, box, species, *, cutoff_A: float = 8.0, skin_A: flo
       cutoff_A: cutoff of every pair term.
       skin_A: neighbour-list skin; the list is rebuilt when an atom has moved skin / 2.
       fractional_coordinates: positions in the unit cube (constant-pressure runs).
-      dense: Dense neighbour-list format (else OrderedSparse).
+      dense: Dense neighbour-list format (default OrderedSparse, each pair once).
       capacity_multiplier: spare room in the neighbour list.
 
     Returns:
