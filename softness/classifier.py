@@ -15,6 +15,10 @@ Softness is the signed distance to the separating hyperplane in standardised fea
 
 positive on the rearranging side. It is a length in units of the standard deviations of
 the features, so S = 0 is the plane and |S| = 1 is one standard deviation away from it.
+A feature that barely varies over the training set (a radial shell inside the hard core,
+such as Si-Si at 1.5 A, holds only Gaussian tails of ~1e-30 there) is scaled by at least
+:data:`MIN_FEATURE_SCALE` instead of its own spread: dividing by that spread would turn a
+rare close contact at a higher temperature into a softness of 1e9.
 
 Frames. Features may be computed on every k-th trajectory frame while labels exist on
 every frame. A label at trajectory frame g is paired with the structure at the latest
@@ -52,6 +56,10 @@ N_TOP_FEATURES = 10
 
 #: Bytes of features held in memory at once when streaming over frames.
 CHUNK_BYTES = 64 * 2**20
+
+#: Smallest scale a feature is standardised with, in the features' own unit (structure
+#: functions count neighbours, with spreads of order 1): a hundredth of a neighbour.
+MIN_FEATURE_SCALE = 0.01
 
 #: Salt mixed into the config seed so the training draw is independent of other stages.
 _SEED_SALT = 0x50F7
@@ -374,12 +382,26 @@ def minimum_per_class(cv_folds: int, test_fraction: float) -> int:
     return int(np.ceil(cv_folds / (1.0 - test_fraction))) + 1
 
 
+def _floored_scaler():
+    """sklearn's StandardScaler with every scale at least MIN_FEATURE_SCALE (see the module notes)."""
+    from sklearn.preprocessing import StandardScaler
+
+    class FlooredStandardScaler(StandardScaler):
+        def fit(self, X, y=None, sample_weight=None):
+            super().fit(X, y, sample_weight)
+            self.scale_ = np.maximum(self.scale_, MIN_FEATURE_SCALE)
+            return self
+
+    return FlooredStandardScaler()
+
+
 def fit_linear_svm(X, y, C_grid, *, cv_folds: int = 5, test_fraction: float = 0.2, seed: int = 0,
                    what: str = "training set") -> dict:
     """Standardise, choose C by cross-validation, fit a linear SVM, score it on held-out data.
 
     Args:
-      X: [M, F] raw features; y: [M] labels (1 rearranging, 0 quiet).
+      X: [M, F] raw features; y: [M] labels (1 rearranging, 0 quiet). Features are
+        standardised inside each fit, with scales of at least MIN_FEATURE_SCALE.
       C_grid: penalties tried.
       cv_folds: stratified folds of the cross-validation on the training part.
       test_fraction: fraction held out (stratified) for the accuracy.
@@ -395,7 +417,6 @@ def fit_linear_svm(X, y, C_grid, *, cv_folds: int = 5, test_fraction: float = 0.
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
     X = np.asarray(X, dtype=np.float64)
@@ -407,7 +428,7 @@ def fit_linear_svm(X, y, C_grid, *, cv_folds: int = 5, test_fraction: float = 0.
                             f"are needed for {cv_folds}-fold cross-validation and a held-out test split.")
     index = np.arange(y.size)
     i_train, i_test = train_test_split(index, test_size=test_fraction, stratify=y, random_state=seed)
-    pipe = Pipeline([("scale", StandardScaler()),
+    pipe = Pipeline([("scale", _floored_scaler()),
                      # The primal solver is deterministic; a large intercept_scaling keeps the
                      # penalty off the offset b (liblinear regularises it with w).
                      ("svm", LinearSVC(dual=False, max_iter=20000, intercept_scaling=10.0))])

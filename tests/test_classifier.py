@@ -313,3 +313,25 @@ def test_feature_table_reads_the_grid_of_a_real_features_file(tmp_path):
             assert name.startswith(f"Psi_{table['species'][i]}(xi=")
             assert float(name.split("xi=")[1].split(",")[0]) == pytest.approx(table["xi_A"][i])
     assert classifier.grid_difference(stored, stored) is None
+
+
+def test_an_empty_shell_in_training_cannot_blow_up_softness():
+    """A radial shell inside the hard core holds only Gaussian tails (~1e-30) at T_train; a
+    close contact at a higher temperature puts about one neighbour there. Its softness must
+    stay of the order of the training softness, not (1 neighbour / 1e-30) x weight."""
+    rng = np.random.default_rng(3)
+    normal = np.array([1.0, -0.5, 2.0, 0.3, 0.0, 4.0])
+    x, y, _ = anisotropic_data(rng, 2000, normal, -(np.array([5.0, -2.0, 0.0, 1.0, 0.0, 3.0]) @ normal))
+    tail = np.abs(rng.normal(size=(x.shape[0], 1))) * 1e-30
+    x = np.hstack([x, tail])
+    fit = classifier.fit_linear_svm(x, y, [1.0, 10.0], cv_folds=3, seed=0)
+    assert fit["scale"][-1] == classifier.MIN_FEATURE_SCALE
+    assert_allclose(fit["scale"][:-1], np.std(x[fit["is_test"] == 0, :-1], axis=0), rtol=1e-9)
+    model = _model_from_fit(fit, x.shape[1])
+    s_train = model.softness(x[:, None, :], np.array([0]))[:, 0]
+    contact = x[:50].copy()
+    contact[:, -1] = 1.0  # one neighbour in the shell
+    s_contact = model.softness(contact[:, None, :], np.array([0]))[:, 0]
+    # A shift of one neighbour moves S by at most |w_shell| / |w| / MIN_FEATURE_SCALE <= 100, and
+    # the SVM gives the uninformative shell a small weight: S stays within the training range.
+    assert np.max(np.abs(s_contact - s_train[:50])) < 0.5 * np.ptp(s_train)
