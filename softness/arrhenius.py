@@ -23,8 +23,11 @@ Definitions used here (all per species):
   of all rearranging (f, i), pooled over temperatures, from the 0.5 % to the 99.5 % quantile, so
   every bin holds about the same number of events overall. Atoms outside the outer edges are not
   binned (they still count in <S> and in the mean rate). A bin is *usable* at a temperature when
-  it holds at least ``arrhenius.min_events`` events there; unusable (bin, T) are stored but never
-  fitted. The softness of a bin is the mean S of its atoms over all temperatures.
+  it holds at least ``arrhenius.min_events`` events there and its P_R is at most
+  ``arrhenius.max_P_R``: hot enough, nearly every atom's p_hop exceeds p_c, P_R saturates near 1
+  and ln P_R no longer measures a rate (with its small counting error, such a point would pull
+  every fit through itself). Unusable (bin, T) are stored but never fitted. The softness of a
+  bin is the mean S of its atoms over all temperatures.
 * **Errors of P_R.** Block bootstrap over softness frames (``arrhenius.n_bootstrap`` resamples)
   in blocks of ``arrhenius.bootstrap_block_fs`` (default: the hops file's t_R, over which the
   labels of one jump are correlated). ``ln_P_R_err`` is the bootstrap standard deviation of
@@ -172,6 +175,13 @@ def generalised_lstsq(A_blocks, y_blocks, cov_blocks, *, inflate: bool = True) -
 
 
 # ---------------------------------------------------------------------------- the softness model
+
+def usable_points(n_events, P_R, min_events: int, max_P_R: float) -> np.ndarray:
+    """Which (T, bin) enter the fits: at least ``min_events`` events and P_R <= ``max_P_R``
+    (below saturation). NaN P_R (no atoms) is never usable."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(n_events) >= min_events) & (np.asarray(P_R, dtype=np.float64) <= max_P_R)
+
 
 def fit_bins(temperature_K, ln_p, ln_p_err, usable) -> dict:
     """Arrhenius fit ln P_R = Sigma - DeltaE / T in every softness bin.
@@ -739,7 +749,7 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
             r["n_events"][sp, k], r["n_samples"][sp, k] = ev.sum(0), tot.sum(0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 r["bins/S_mean_T"][sp, k] = c["s_sum"][sp] / tot.sum(0)
-            r["usable"][sp, k] = ev.sum(0) >= acfg["min_events"]
+            r["usable"][sp, k] = usable_points(ev.sum(0), p, acfg["min_events"], acfg["max_P_R"])
             s_sum[sp] += c["s_sum"][sp]
             s_cnt[sp] += tot.sum(0)
             pm, pm_err, _, _ = bootstrap_ratio(c["all_events"][sp], c["all_totals"][sp], it.block_frames,
@@ -769,9 +779,9 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
         bins = fit_bins(temps, ln_p, r["ln_P_R_err"][sp], r["usable"][sp])
         unfitted = np.flatnonzero(~np.isfinite(bins["Sigma"]))
         if unfitted.size:
-            log.warning("%s: softness bin(s) %s have at least %d events at fewer than two temperatures; "
-                        "their Sigma and DeltaE are NaN and they are left out of the fits.", name,
-                        unfitted.tolist(), acfg["min_events"])
+            log.warning("%s: softness bin(s) %s have at least %d events and P_R <= %g at fewer than two "
+                        "temperatures; their Sigma and DeltaE are NaN and they are left out of the fits.",
+                        name, unfitted.tolist(), acfg["min_events"], acfg["max_P_R"])
         lines = fit_lines(r["bins/S_mean"][sp], bins)
         if not np.all(np.isfinite(lines.params)):
             log.warning("%s: fewer than two softness bins could be fitted; e0, e1, Sigma0, Sigma1 and T0 "
@@ -785,14 +795,16 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
     if not any(np.all(np.isfinite(fl.params)) for fl in fits["lines"]):
         raise SoftnessError(
             "no species has two softness bins with at least arrhenius.min_events "
-            f"({acfg['min_events']}) rearrangements at two or more temperatures; run longer, use more "
-            "temperatures, or lower arrhenius.min_events / arrhenius.n_bins.")
+            f"({acfg['min_events']}) rearrangements and P_R <= arrhenius.max_P_R ({acfg['max_P_R']:g}) at "
+            "two or more temperatures; run longer, add lower temperatures, or lower "
+            "arrhenius.min_events / arrhenius.n_bins.")
     _collect_fits(r, temps, fits)
     def nan_if_none(x):
         return np.nan if x is None else x
 
     r["attrs"] = {"T_train_K": t_train.pop() if len(t_train) == 1 else np.nan,
-                  "n_bins": n_bins, "min_events": acfg["min_events"], "n_bootstrap": acfg["n_bootstrap"],
+                  "n_bins": n_bins, "min_events": acfg["min_events"], "max_P_R": acfg["max_P_R"],
+                  "n_bootstrap": acfg["n_bootstrap"],
                   "ci_level": CI_LEVEL, "tail_quantile": TAIL_QUANTILE,
                   "bootstrap_block_fs": nan_if_none(acfg["bootstrap_block_fs"]),
                   "T_split_K": nan_if_none(acfg["T_split_K"]),

@@ -351,7 +351,10 @@ def test_train_apply_arrhenius_end_to_end(tmp_path):
                 assert ln_p[-1] - ln_p[0] > 3 * np.hypot(err[-1], err[0])
             both = usable[sp, 0] & usable[sp, -1]
             assert np.all(p[sp, -1, both] > p[sp, 0, both])
-        assert np.all(f["n_events"][()][~usable] < 10) and np.all(f["n_events"][()][usable] >= 10)
+        # Fitted: at least min_events events and P_R below saturation (the default max_P_R, 0.5).
+        n_ev = f["n_events"][()]
+        assert_array_equal(usable, (n_ev >= 10) & (p <= 0.5))
+        assert f.attrs["max_P_R"] == 0.5
         # The learnt softness is a rescaled, shifted z: DeltaE falls and <S> rises with S and T.
         assert np.all(f["lines/e1_K"][()] > 0) and np.all(f["mean_softness/b_per_K"][()] > 0)
         t0 = f["lines/e1_K"][()] / f["lines/Sigma1"][()]
@@ -397,3 +400,31 @@ def test_arrhenius_refuses_a_single_temperature_and_mismatched_files(tmp_path, c
     with pytest.raises(SoftnessError, match="arrhenius.min_events"):
         arrhenius.arrhenius_file(strict, softness, hops, dynamics, tmp_path / "a.h5")
     assert not (tmp_path / "a.h5").exists()
+
+
+def test_saturated_probabilities_are_excluded_from_the_fits():
+    """Hot enough, the label p_hop > p_c is on for nearly every atom: P_R sticks near 1 whatever S.
+    Those points, with their small counting errors, would drag every bin's fit; with
+    max_P_R they are left out and the bins' Arrhenius parameters are recovered."""
+    rng = np.random.default_rng(21)
+    s_bins = np.linspace(-2.0, 1.5, 6)
+    temps = np.array([2800.0, 3100.0, 3500.0, 4000.0, 4700.0, 9000.0, 12000.0])
+    saturation = 0.95
+    events, totals = [], []
+    for t in temps:
+        p = np.minimum(np.exp(ln_p_r(s_bins, t)), saturation)
+        totals.append(np.full((400, s_bins.size), 200))
+        events.append(rng.binomial(200, np.broadcast_to(p, (400, s_bins.size))))
+    p, ln_err, _ = probabilities(rng, events, totals)
+    n_events = np.stack([e.sum(0) for e in events])
+    usable = arrhenius.usable_points(n_events, p, 20, 0.5)
+    assert not usable[-1].any() and usable[:5].all()  # the saturated hottest are out
+    bins = arrhenius.fit_bins(temps, np.log(p), ln_err, usable)
+    for b, s in enumerate(s_bins):
+        within(bins["DeltaE_K"][b], bins["DeltaE_K_err"][b], E0 - E1 * s)
+    # Kept in, they bend the fits far beyond their errors.
+    everything = arrhenius.fit_bins(temps, np.log(p), ln_err, n_events >= 20)
+    pull = np.abs(everything["DeltaE_K"] - (E0 - E1 * s_bins)) / everything["DeltaE_K_err"]
+    assert pull.max() > 5
+    # No atoms: NaN P_R is never usable.
+    assert not arrhenius.usable_points([50], [np.nan], 20, 0.5)[0]
