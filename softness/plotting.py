@@ -619,7 +619,8 @@ def softness_distribution_figure(temperatures_K, softness_by_T, species, *, bins
       temperatures_K: [nT].
       softness_by_T: list of [F, N] (or [M]) softness arrays, one per temperature.
       species: [N] species, or a list of them (one per temperature).
-      bins: number of bins or shared bin edges.
+      bins: number of bins (spanning the 0.1-99.9 % range of all temperatures pooled) or shared
+        bin edges.
 
     Returns:
       The figure (one panel per species), with <S> of each temperature marked.
@@ -632,8 +633,11 @@ def softness_distribution_figure(temperatures_K, softness_by_T, species, *, bins
     for s, ax in enumerate(axes[0]):
         finite = [v[np.isfinite(v)] for v in values[s]]
         everything = np.concatenate(finite) if finite else np.zeros(0)
-        edges = (np.histogram_bin_edges(everything, bins=bins) if np.ndim(bins) == 0 and everything.size
-                 else bins)
+        edges = bins
+        if np.ndim(bins) == 0 and everything.size:
+            # The pooled 0.1-99.9 % range: a handful of outliers cannot squash the distributions.
+            lo, hi = np.percentile(everything, [0.1, 99.9])
+            edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.histogram_bin_edges(everything, bins)
         for v, temp, colour in zip(finite, t, temperature_colours(t), strict=True):
             if v.size == 0:
                 continue
@@ -641,6 +645,8 @@ def softness_distribution_figure(temperatures_K, softness_by_T, species, *, bins
             ax.stairs(density, e, color=colour, lw=1.3, label=f"{temp:g} K")
             ax.axvline(np.mean(v), color=colour, lw=0.8, ls="--")
         ax.axvline(0.0, color="0.6", lw=0.6, ls=":")
+        if np.ndim(edges) == 1:
+            ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel("softness S")
         ax.set_title(SPECIES_NAMES[s], fontsize=10)
     axes[0, 0].set_ylabel("probability density")

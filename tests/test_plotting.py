@@ -228,8 +228,11 @@ def test_softness_distribution_figure(tmp_path):
     species = np.repeat([0, 1], [10, 20])
     t = [3000.0, 4000.0, 5000.0]
     values = [rng.normal(-1 + k, 1.0, (50, 30)) for k in range(3)]
+    values[2][7, 3] = 1e9  # one wild value must not squash the distributions into one bin
     fig = _saved(plotting.softness_distribution_figure(t, values, species), tmp_path)
     assert [ax.get_title() for ax in fig.axes] == ["Si", "O"]
+    lo, hi = fig.axes[0].get_xlim()
+    assert -10 < lo < -2 and 2 < hi < 10
 
 
 def test_classifier_from_file(tmp_path):
