@@ -45,3 +45,4 @@ rule all:
         FIGURE_FILES,
         "results/arrhenius.h5",
         "results/summary.json",
+        "results/summary.md",

@@ -281,6 +281,7 @@ def test_products_are_well_formed(finished_run):
         np.testing.assert_allclose(sorted(f["temperature_K"][()]), sorted(temps))
     summary = json.loads((results / "summary.json").read_text())
     assert set(summary["species"]) == {"Si", "O"}
+    assert "| T0 = e1/Sigma1 (K) |" in (results / "summary.md").read_text()
     for name in ("relaxation", "rearrangement_probability", "barriers", "crossover", "pair_correlation",
                  "p_hop", "softness_distributions", "classifier"):
         png = results / "figures" / f"{name}.png"

@@ -10,6 +10,7 @@ rule arrhenius:
     output:
         arrhenius="results/arrhenius.h5",
         summary="results/summary.json",
+        summary_table="results/summary.md",  # written next to the JSON by the same command
     log:
         "results/logs/arrhenius.log",
     benchmark:
