@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_docs import replace_section
 
 
 def stage_seconds(results: Path) -> dict[str, list[float]]:
@@ -85,18 +85,6 @@ def markdown(wall_s, cores, load, stages, figures, numbers, command) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_docs(section: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find("## Default pipeline")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    path.write_text(text)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True, help="checkout to run in or read from")
@@ -125,7 +113,7 @@ def main(argv=None) -> int:
     section = markdown(wall, args.cores, load, stages, figures, numbers, command.strip())
     print(section)
     if args.update_docs:
-        update_docs(section)
+        replace_section(section)
     return 0
 
 

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchmark_docs import replace_section
 
 from softness import config, md, units
 from softness.progress import Progress
@@ -227,18 +228,6 @@ def markdown(results, load, command, energy_line) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_docs(section: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find("## MD throughput")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    path.write_text(text)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -268,7 +257,7 @@ def main(argv=None) -> int:
     print("all ratios >= 0.9" if ok else "SOME RATIOS BELOW 0.9")
     if args.update_docs:
         command = "python benchmarks/md_throughput.py" + (" " + " ".join(a for a in (argv or sys.argv[1:])))
-        update_docs(markdown(results, load, command.strip(), energy_line))
+        replace_section(markdown(results, load, command.strip(), energy_line))
     return 0 if ok else 1
 
 

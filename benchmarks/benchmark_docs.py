@@ -1,0 +1,21 @@
+"""Writes a benchmark's section into docs/benchmarks.md (shared by the benchmark scripts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def replace_section(section: str, path: Path = BENCHMARKS_MD) -> None:
+    """Put ``section`` (Markdown starting with its ``## Heading``) in place of the section of
+    the same heading, or append it when there is none."""
+    heading = section.splitlines()[0]
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find(heading + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
+    path.write_text(text)
