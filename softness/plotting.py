@@ -398,8 +398,9 @@ def barriers_figure(S_centres, DeltaE_K, Sigma, *, DeltaE_err_K=None, Sigma_err=
     ax_e, ax_s = axes[0]
     for sp in range(2):
         c, m, name = SPECIES_COLOURS[sp], SPECIES_MARKERS[sp], SPECIES_NAMES[sp]
-        ok = np.isfinite(s[sp])
-        s_line = np.linspace(np.nanmin(s[sp]), np.nanmax(s[sp]), 50) if ok.any() else np.zeros(0)
+        # The lines span the bins that entered the fits, not the whole softness range.
+        fitted = np.isfinite(s[sp]) & np.isfinite(de[sp]) & np.isfinite(sig[sp])
+        s_line = np.linspace(s[sp][fitted].min(), s[sp][fitted].max(), 50) if fitted.any() else np.zeros(0)
         ax_e.errorbar(s[sp], _ev(de[sp]), yerr=None if de_err is None else _ev(de_err[sp]), fmt=m, color=c,
                       label=f"{name}, per bin")
         ax_s.errorbar(s[sp], sig[sp], yerr=None if sig_err is None else sig_err[sp], fmt=m, color=c,
@@ -612,6 +613,32 @@ def p_hop_figure(hops_paths) -> Figure:
 
 # ---------------------------------------------------------------------------- softness distributions
 
+def bulk_range(samples, width: float = 6.0) -> tuple[float, float]:
+    """The range that holds the bulk of every sample: the union over samples of median +/- width
+    robust standard deviations (interquartile range / 1.349), clipped to the data.
+
+    Unlike pooled percentiles it ignores a tail of outliers however heavy, as long as it is
+    separated from the bulk, and keeps the whole bulk of each sample, however far apart the
+    samples lie.
+
+    Args:
+      samples: list of 1-d arrays (NaN-free).
+      width: half-width in robust standard deviations.
+
+    Returns:
+      (lo, hi).
+    """
+    los, his = [], []
+    for v in samples:
+        if v.size == 0:
+            continue
+        q1, med, q3 = np.percentile(v, [25, 50, 75])
+        sigma = (q3 - q1) / 1.349
+        los.append(max(med - width * sigma, v.min()))
+        his.append(min(med + width * sigma, v.max()))
+    return (min(los), max(his)) if los else (0.0, 1.0)
+
+
 def softness_distribution_figure(temperatures_K, softness_by_T, species, *, bins=60) -> Figure:
     """The distribution of softness per species at every temperature.
 
@@ -619,11 +646,15 @@ def softness_distribution_figure(temperatures_K, softness_by_T, species, *, bins
       temperatures_K: [nT].
       softness_by_T: list of [F, N] (or [M]) softness arrays, one per temperature.
       species: [N] species, or a list of them (one per temperature).
-      bins: number of bins (spanning the 0.1-99.9 % range of all temperatures pooled) or shared
-        bin edges.
+      bins: number of bins or shared bin edges. A number of bins spans the bulk of every
+        temperature's distribution (:func:`bulk_range`); the share of each temperature's atoms
+        beyond the axis is given in the legend, so a tail of rare outliers (an atom far
+        outside the structures seen in training has a large |S|) is reported without squashing
+        the distributions into a few bins.
 
     Returns:
-      The figure (one panel per species), with <S> of each temperature marked.
+      The figure (one panel per species), with <S> of each temperature marked (the mean over
+      all atoms, outliers included).
     """
     t = np.asarray(temperatures_K, dtype=float)
     species_list = species if isinstance(species, list | tuple) else [species] * len(softness_by_T)
@@ -635,22 +666,25 @@ def softness_distribution_figure(temperatures_K, softness_by_T, species, *, bins
         everything = np.concatenate(finite) if finite else np.zeros(0)
         edges = bins
         if np.ndim(bins) == 0 and everything.size:
-            # The pooled 0.1-99.9 % range: a handful of outliers cannot squash the distributions.
-            lo, hi = np.percentile(everything, [0.1, 99.9])
+            lo, hi = bulk_range(finite)
             edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.histogram_bin_edges(everything, bins)
         for v, temp, colour in zip(finite, t, temperature_colours(t), strict=True):
             if v.size == 0:
                 continue
-            density, e = np.histogram(v, bins=edges, density=True)
-            ax.stairs(density, e, color=colour, lw=1.3, label=f"{temp:g} K")
+            inside = (v >= edges[0]) & (v <= edges[-1])
+            # Normalised over all atoms, so that the area shows the share inside the axis.
+            counts, e = np.histogram(v[inside], bins=edges)
+            off_axis = np.mean(~inside)
+            label = f"{temp:g} K" + (f", {100 * off_axis:.1f} % off axis" if off_axis >= 1e-3 else "")
+            ax.stairs(counts / (v.size * np.diff(e)), e, color=colour, lw=1.3, label=label)
             ax.axvline(np.mean(v), color=colour, lw=0.8, ls="--")
         ax.axvline(0.0, color="0.6", lw=0.6, ls=":")
         if np.ndim(edges) == 1:
             ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel("softness S")
         ax.set_title(SPECIES_NAMES[s], fontsize=10)
+        ax.legend(fontsize=6.5, frameon=False, title=r"dashed: $\langle S\rangle$", title_fontsize=6.5)
     axes[0, 0].set_ylabel("probability density")
-    axes[0, 1].legend(fontsize=7, frameon=False, title=r"dashed: $\langle S\rangle$", title_fontsize=7)
     return fig
 
 

@@ -199,8 +199,15 @@ def test_figures_from_an_arrhenius_product(tmp_path):
     fig = _saved(plotting.rearrangement_probability_from_file(path, max_bins=5), tmp_path, "pr")
     assert [ax.get_title() for ax in fig.axes[:2]] == ["Si", "O"]
     assert len(fig.axes[0].get_legend().texts) == 5
+    with h5py.File(path, "a") as f:  # the hardest O bin was not fitted
+        f["bin_fit/DeltaE_K"][1, 0] = np.nan
     fig = _saved(plotting.barriers_from_file(path), tmp_path, "barriers")
     assert any("(eV)" in lab for lab in _labels(fig))
+    # Each fitted line spans the bins that entered its fit, and no further.
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith(("Si:", "O:"))]
+    assert [ln.get_label()[:2] for ln in lines] == ["Si", "O:"]
+    assert_allclose([lines[0].get_xdata().min(), lines[0].get_xdata().max()], [-2, 2])
+    assert_allclose([lines[1].get_xdata().min(), lines[1].get_xdata().max()], [s[1, 1], 2])
     fig = _saved(plotting.crossover_from_file(path), tmp_path, "crossover")
     assert any("apparent barrier" in lab for lab in _labels(fig))
     dyn = []
@@ -233,6 +240,29 @@ def test_softness_distribution_figure(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["Si", "O"]
     lo, hi = fig.axes[0].get_xlim()
     assert -10 < lo < -2 and 2 < hi < 10
+
+
+def test_softness_distribution_shows_the_bulk_and_reports_a_heavy_tail(tmp_path):
+    # As Si in a hot run: a narrow bulk moving with T, plus 1 % of atoms far out at S ~ 3-8
+    # (structures never seen in training); pooled percentiles would stretch the axis to them.
+    rng = np.random.default_rng(2)
+    species = np.zeros(200, dtype=int)
+    species[100:] = 1
+    t = [3000.0, 4000.0, 5000.0]
+    values = [rng.normal(0.03 * k, 0.04, (500, 200)) for k in range(3)]
+    tail = (rng.random((500, 200)) < 0.01) & (species == 0)
+    values[2][tail] = rng.uniform(3, 8, tail.sum())
+    fig = _saved(plotting.softness_distribution_figure(t, values, species, bins=50), tmp_path)
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert -0.3 < lo < -0.15 and 0.25 < hi < 0.4  # +/- 6 robust sigma around each median
+    # Area under each curve = share inside the axis: the tail is missing only from 5000 K.
+    areas = [np.sum(st.get_data().values * np.diff(st.get_data().edges)) for st in ax.patches]
+    assert_allclose(areas[:2], 1.0, atol=1e-3)
+    assert_allclose(areas[2], 1 - tail[:, species == 0].mean(), atol=1e-3)
+    labels = [txt.get_text() for txt in ax.get_legend().texts]
+    assert labels == ["3000 K", "4000 K", f"5000 K, {100 * tail[:, species == 0].mean():.1f} % off axis"]
+    assert [txt.get_text() for txt in fig.axes[1].get_legend().texts] == ["3000 K", "4000 K", "5000 K"]
 
 
 def test_classifier_from_file(tmp_path):
