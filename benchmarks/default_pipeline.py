@@ -58,6 +58,18 @@ def key_numbers(summary: dict) -> list[str]:
     return lines
 
 
+def usable_temperatures(arrhenius_h5: Path) -> list[str]:
+    """Per species, the softness bins whose P_R entered the Arrhenius fits, at each temperature."""
+    import h5py
+
+    with h5py.File(arrhenius_h5, "r") as f:
+        t, usable = f["temperature_K"][()], f["usable"][()]  # [T], [2, T, B]
+    return [f"{sp}: bins with usable P_R (not saturated, enough events) per temperature: "
+            + ", ".join(f"{temp:g} K {n}/{usable.shape[2]}" for temp, n in zip(t, usable[k].sum(axis=1),
+                                                                              strict=True))
+            for k, sp in enumerate(("Si", "O"))]
+
+
 def markdown(wall_s, cores, load, stages, figures, numbers, command) -> str:
     total = sum(sum(v) for v in stages.values())
     lines = [
@@ -107,7 +119,7 @@ def main(argv=None) -> int:
     if missing:
         print(f"figures without a PDF: {missing}", file=sys.stderr)
         return 1
-    numbers = key_numbers(summary)
+    numbers = key_numbers(summary) + usable_temperatures(results / "arrhenius.h5")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     command = "python benchmarks/default_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
     section = markdown(wall, args.cores, load, stages, figures, numbers, command.strip())
