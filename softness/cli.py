@@ -84,6 +84,11 @@ def _stage(sub, name, func, help_text):
     return p
 
 
+RESUME_HELP = ("continue from this run's last checkpoint; a checkpoint left by a different run "
+               "(config, temperature or start file changed) is set aside with a warning and the "
+               "stage starts over")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softness",
@@ -94,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _stage(sub, "quench", cmd_quench,
                "Melt at T_melt and cool linearly to T_min, keeping a snapshot at each temperature.")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
 
     p = _stage(sub, "run", cmd_run,
                "NVT equilibration and production at one temperature from a quench snapshot.")
     p.add_argument("--start", required=True, metavar="H5", help="quench product with the snapshots")
     p.add_argument("--temperature", required=True, type=float, metavar="K", help="temperature in K")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
 
     for name, func, text in [
         ("features", cmd_features, "Radial and angular structure functions of every atom."),

@@ -551,6 +551,22 @@ def plan_chunk(step: int, limit: int, next_frame, every: int, capacity: int):
     return n_first, k, n_tail
 
 
+class _ForeignCheckpoint(SoftnessError):
+    """A checkpoint that was made by a different run than the one resuming."""
+
+
+def _differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested identity dicts."""
+    out = []
+    for k in sorted(set(stored) | set(current), key=str):
+        a, b = stored.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
 class _Checkpoint:
     """HDF5 checkpoint of an MD stage (no pickles): every leaf of the carry, plus metadata."""
 
@@ -578,22 +594,51 @@ class _Checkpoint:
     def exists(self) -> bool:
         return self.path.exists()
 
+    def resume(self, engine: Engine, make_template, *, identity: dict, what: str):
+        """The stored (carry, key, meta) to continue from, or None to start from the beginning.
+
+        A checkpoint left by a different run (another config, temperature or start file, or
+        an integrator state of another shape) cannot continue this one: it is set aside with a
+        warning naming what differs, so that rerunning a workflow after a config change starts
+        the stage over instead of failing on its old checkpoint.
+
+        Args:
+          engine: the stage's Engine (its neighbour-list capacity is restored).
+          make_template: callable returning a carry with this run's pytree structure.
+          identity: what makes two runs the same run (see :func:`_identity`).
+          what: the stage in words, for the log ("the quench", "the run at 3500 K").
+        """
+        if not self.exists():
+            log.info("no checkpoint at %s; starting %s from the beginning", self.path, what)
+            return None
+        try:
+            return self.read(engine, make_template(), identity=identity)
+        except _ForeignCheckpoint as exc:
+            log.warning("%s; starting %s from the beginning", exc, what)
+            return None
+
     def read(self, engine: Engine, template, *, identity: dict):
-        """The carry and metadata stored at ``path``; ``template`` gives the pytree structure."""
+        """The carry and metadata stored at ``path``; ``template`` gives the pytree structure.
+
+        Raises:
+          _ForeignCheckpoint: the checkpoint belongs to a different run.
+        """
         import jax
 
         with h5py.File(self.path, "r") as f:
             meta = json.loads(f.attrs["meta"])
-            if meta.get("identity") != identity:
-                raise SoftnessError(
-                    f"checkpoint {self.path} was made by a different run (config, temperature or start "
-                    "file differ); run without --resume to start over.")
+            differ = _differences(meta.get("identity", {}), identity)
+            if differ:
+                raise _ForeignCheckpoint(
+                    f"the checkpoint {self.path} was made by a different run ({', '.join(differ)} "
+                    f"differ{'s' if len(differ) == 1 else ''})")
             leaves, treedef = jax.tree_util.tree_flatten(template["state"])
             stored = [f["state"][k][()] for k in sorted(f["state"].keys())]
             if len(stored) != len(leaves) or any(
                     np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype
                     for a, b in zip(stored, leaves, strict=True)):
-                raise SoftnessError(f"checkpoint {self.path} does not match this run's integrator state.")
+                raise _ForeignCheckpoint(
+                    f"the checkpoint {self.path} does not match this run's integrator state")
             state = jax.tree_util.tree_unflatten(treedef, [engine._jnp.asarray(a) for a in stored])
             image = f["image"][()]
             step = int(f.attrs["step"])
@@ -917,15 +962,15 @@ def quench(cfg: dict, out, resume: bool = False) -> None:
             partial = _PartialTrajectory(partial_path)
             sched = schedule(q["T_melt_K"], q["T_min_K"], plan["n_melt"], -plan["rate"])
             grid = FrameGrid(0, plan["frame_every"], plan["total"])
-            if resume and ckpt.exists():
-                template = engine.init(structure.positions, key=key, temperature_K=q["T_melt_K"])
-                c, key, meta = ckpt.read(engine, template, identity=identity)
+            resumed = ckpt.resume(
+                engine, lambda: engine.init(structure.positions, key=key, temperature_K=q["T_melt_K"]),
+                identity=identity, what="the quench") if resume else None
+            if resumed is not None:
+                c, key, meta = resumed
                 partial.reopen(meta["n_frames"])
                 step, next_frame = int(c["step"]), meta["next_frame"]
                 log.info("resuming the quench at step %d", step)
             else:
-                if resume:
-                    log.info("no checkpoint at %s; starting the quench from the beginning", ckpt.path)
                 ckpt.remove()  # a stale one must not pair with the new partial file
                 positions = relax(engine, structure.positions, q["relax_steps"])
                 c = engine.init(positions, key=key, temperature_K=q["T_melt_K"])
@@ -1066,17 +1111,17 @@ def run_temperature(cfg: dict, start, temperature_K: float, out, resume: bool = 
             partial = _PartialTrajectory(partial_path)
             n_eq = plan["n_eq"]
             sums = {"n": 0, "T": 0.0, "pe": 0.0}
-            if resume and ckpt.exists():
-                template = engine.init(snap["position"], key=key, temperature_K=T,
-                                       velocities_A_fs=snap["velocity"])
-                c, key, meta = ckpt.read(engine, template, identity=identity)
+            resumed = ckpt.resume(
+                engine, lambda: engine.init(snap["position"], key=key, temperature_K=T,
+                                            velocities_A_fs=snap["velocity"]),
+                identity=identity, what=f"the run at {T:g} K") if resume else None
+            if resumed is not None:
+                c, key, meta = resumed
                 partial.reopen(meta["n_frames"])
                 sums = meta["equilibration"]
                 step, next_frame = int(c["step"]), meta["next_frame"]
                 log.info("resuming the run at %g K at step %d", T, step)
             else:
-                if resume:
-                    log.info("no checkpoint at %s; starting the run from the beginning", ckpt.path)
                 ckpt.remove()  # a stale one must not pair with the new partial file
                 c = engine.init(snap["position"], key=key, temperature_K=T, velocities_A_fs=snap["velocity"])
                 partial.create("run", cfg, species, masses, box, dtype=dtype, variable_box=False, attrs={

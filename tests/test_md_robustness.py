@@ -113,6 +113,40 @@ def test_resume_gives_the_frames_of_an_uninterrupted_run(mech, tmp_path, monkeyp
     assert not ckpt.exists() and not temporary_path(out).exists()
 
 
+def test_resume_after_a_config_change_starts_over_and_says_why(mech, tmp_path, monkeypatch, caplog):
+    # A workflow rerun after Ctrl-C and a config edit passes --resume: the old checkpoint
+    # belongs to another run and must be set aside, not continued and not a hard error.
+    cfg, d = mech
+    out = tmp_path / "T3500.h5"
+    update = Progress.update
+
+    def interrupt(self, step):
+        update(self, step)
+        if step >= 3000:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Progress, "update", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        md.run_temperature(cfg, d / "quench.h5", 3500.0, out)
+    assert md.checkpoint_path(out).exists()
+    monkeypatch.setattr(Progress, "update", update)
+    shorter = config.resolve({**MECH, "run": {**MECH["run"], "production_time_fs": 2000.0}})
+    with caplog.at_level(logging.INFO, logger="softness.md"):
+        md.run_temperature(shorter, d / "quench.h5", 3500.0, out, resume=True)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("made by a different run (run.production_time_fs differs)" in m
+               and "starting the run at 3500 K from the beginning" in m for m in messages), messages
+    assert not any("resuming the run" in m for m in messages)
+    assert not md.checkpoint_path(out).exists()
+    # Started from the quench snapshot: the frames are the first 2 ps of the uninterrupted run.
+    new, ref = _datasets(out), _datasets(d / "reference.h5")
+    n = int(2000.0 / MECH["run"]["frame_interval_fs"]) + 1
+    for name in ("particles/all/position/value", "particles/all/image/value",
+                 "observables/conserved_energy/time", "observables/potential_energy/value"):
+        assert new[name].shape[0] == n
+        assert_array_equal(new[name], ref[name][:n], err_msg=name)
+
+
 def test_sigterm_then_resume_equals_an_uninterrupted_run(mech, tmp_path):
     cfg, d = mech
     out = tmp_path / "killed.h5"
