@@ -439,6 +439,12 @@ def fit_linear_svm(X, y, C_grid, *, cv_folds: int = 5, test_fraction: float = 0.
         search.fit(X[i_train], y[i_train])
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         log.warning("%s: the SVM solver did not fully converge for some C; accuracy vs C may be noisy.", what)
+    cv_mean = np.asarray(search.cv_results_["mean_test_score"], dtype=np.float64)
+    edge = grid_edge_optimum(C_grid, cv_mean)
+    if edge is not None:
+        log.warning("%s: the cross-validated accuracy still rises towards the %s end of train.C_grid "
+                    "(best at C = %g); extend the grid past it so that the chosen C is an optimum.",
+                    what, edge, search.best_params_["svm__C"])
     best = search.best_estimator_
     scaler, svm = best.named_steps["scale"], best.named_steps["svm"]
     acc = float(np.mean(best.predict(X[i_test]) == y[i_test]))
@@ -453,12 +459,34 @@ def fit_linear_svm(X, y, C_grid, *, cv_folds: int = 5, test_fraction: float = 0.
         "accuracy": acc,
         "accuracy_err": float(np.sqrt(acc * (1.0 - acc) / i_test.size)),
         "train_accuracy": float(np.mean(best.predict(X[i_train]) == y[i_train])),
-        "cv_accuracy_mean": np.asarray(search.cv_results_["mean_test_score"], dtype=np.float64),
+        "cv_accuracy_mean": cv_mean,
         "cv_accuracy_std": np.asarray(search.cv_results_["std_test_score"], dtype=np.float64),
         "n_train": int(i_train.size),
         "n_test": int(i_test.size),
         "is_test": is_test,
     }
+
+
+def grid_edge_optimum(C_grid, cv_accuracy) -> str | None:
+    """Whether cross-validation prefers a C at an end of its grid, and strictly so.
+
+    Args:
+      C_grid: the penalties tried (any order); cv_accuracy: mean accuracy for each.
+
+    Returns:
+      "upper" or "lower" when the best accuracy is at the largest or smallest C and beats the
+      next C inside the grid (the optimum may lie outside), else None (ties with an inner C,
+      an inner optimum, or a grid of one value).
+    """
+    C = np.asarray(C_grid, dtype=np.float64)
+    acc = np.asarray(cv_accuracy, dtype=np.float64)[np.argsort(C)]
+    if acc.size < 2:
+        return None
+    if acc[-1] == acc.max() and acc[-1] > acc[-2]:
+        return "upper"
+    if acc[0] == acc.max() and acc[0] > acc[1]:
+        return "lower"
+    return None
 
 
 def top_features(weights, descriptions, k: int = N_TOP_FEATURES):

@@ -1,3 +1,5 @@
+import logging
+
 import h5py
 import numpy as np
 import pytest
@@ -97,6 +99,32 @@ def test_svm_recovers_the_true_hyperplane(noise):
     n_test = fit["n_test"]
     assert n_test == 600 and fit["is_test"].sum() == n_test
     assert_allclose(fit["accuracy_err"], np.sqrt(fit["accuracy"] * (1 - fit["accuracy"]) / n_test))
+
+
+def test_an_optimum_at_the_edge_of_the_C_grid_is_reported(caplog):
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], [0.70, 0.75, 0.77]) == "upper"
+    assert classifier.grid_edge_optimum([10.0, 0.1, 1.0], [0.77, 0.70, 0.75]) == "upper"  # any order
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], [0.80, 0.75, 0.70]) == "lower"
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], [0.70, 0.77, 0.77]) is None  # plateau reached
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], [0.70, 0.78, 0.77]) is None
+    assert classifier.grid_edge_optimum([1.0], [0.9]) is None
+    # A separable problem over-regularised by its grid: accuracy climbs to the largest C.
+    rng = np.random.default_rng(3)
+    normal = np.array([1.0, -0.5, 2.0, 0.3, 0.0, 4.0])
+    offset = -(np.array([5.0, -2.0, 0.0, 1.0, 0.0, 3.0]) @ normal)
+    x, y, _ = anisotropic_data(rng, 600, normal, offset)
+    with caplog.at_level(logging.WARNING, logger="softness.classifier"):
+        fit = classifier.fit_linear_svm(x, y, [1e-5, 1e-4, 1e-3], cv_folds=3, seed=0, what="toy set")
+    assert np.all(np.diff(fit["cv_accuracy_mean"]) > 0) and fit["C"] == 1e-3
+    assert any("toy set" in r.getMessage() and "upper end of train.C_grid" in r.getMessage()
+               for r in caplog.records)
+    # With label noise the accuracy peaks inside a wide grid: nothing to report.
+    x, y, _ = anisotropic_data(rng, 600, normal, offset, noise=0.3)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="softness.classifier"):
+        fit = classifier.fit_linear_svm(x, y, [1e-5, 1e-3, 1e-1, 1.0, 100.0], cv_folds=3, seed=0)
+    assert 1e-5 < fit["C"] < 100.0
+    assert not any("C_grid" in r.getMessage() for r in caplog.records)
 
 
 def _model_from_fit(fit, n_features):
