@@ -797,29 +797,41 @@ def _identity(cfg: dict, sections, **extra) -> dict:
     return json.loads(json.dumps(ident, sort_keys=True))
 
 
-def _resume_hint(command: str, ckpt: Path, step: int, dt_fs: float) -> str:
-    return (f"interrupted; the checkpoint {ckpt} holds the run at step {step} ({step * dt_fs / 1000:g} ps); "
+def _resume_hint(command: str, ckpt: Path, dt_fs: float, why: str) -> str:
+    try:
+        with h5py.File(ckpt, "r") as f:
+            step = int(f.attrs["step"])
+        where = f"holds the run at step {step} ({step * dt_fs / 1000:g} ps)"
+    except (OSError, KeyError):
+        where = "is kept"
+    return (f"{why}; the checkpoint {ckpt} {where}; "
             f"run the same command with --resume to continue: {command} --resume")
 
 
 def _stage(cfg, out: Path, resume: bool, body, *, command: str):
-    """Common frame of both stages: clean files on errors, keep them on interruption."""
+    """Common frame of both stages: what is kept when the stage does not finish.
+
+    A physics or input failure (SoftnessError: NaN, runaway, bad input) removes the partial
+    trajectory and the checkpoint, since resuming would only repeat it. Anything else, an
+    interruption (Ctrl-C, a wall-time SIGTERM) or a failure outside the physics (I/O, a
+    crash, a signal that surfaces as another error), keeps both, so --resume continues.
+    """
     out = Path(out)
     partial = temporary_path(out)
     ckpt = _Checkpoint(checkpoint_path(out))
     try:
         body(partial, ckpt)
-    except KeyboardInterrupt:
-        if ckpt.exists():
-            with h5py.File(ckpt.path, "r") as f:
-                step = int(f.attrs["step"])
-            log.warning(_resume_hint(command, ckpt.path, step, cfg["md"]["timestep_fs"]))
-        else:
-            partial.unlink(missing_ok=True)
-        raise
-    except BaseException:
+    except SoftnessError:
         partial.unlink(missing_ok=True)
         ckpt.remove()
+        raise
+    except BaseException as exc:
+        if ckpt.exists():
+            why = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                   else f"stopped by {type(exc).__name__}: {exc}")
+            log.warning(_resume_hint(command, ckpt.path, cfg["md"]["timestep_fs"], why))
+        else:
+            partial.unlink(missing_ok=True)
         raise
 
 

@@ -87,7 +87,11 @@ def test_plan_chunk_puts_every_frame_on_its_grid_point():
         assert got == list(range(start, total + 1, every))
 
 
-def test_resume_gives_the_frames_of_an_uninterrupted_run(mech, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device")],
+                         ids=["interrupted", "crashed"])
+def test_resume_gives_the_frames_of_an_uninterrupted_run(mech, tmp_path, monkeypatch, caplog, stop):
+    # Ctrl-C, a wall-time SIGTERM, or a failure outside the physics (here a full disk) keep
+    # the checkpoint and the partial trajectory: --resume continues as if nothing happened.
     cfg, d = mech
     out = tmp_path / "T3500.h5"
     update = Progress.update
@@ -95,12 +99,15 @@ def test_resume_gives_the_frames_of_an_uninterrupted_run(mech, tmp_path, monkeyp
     def interrupt(self, step):
         update(self, step)
         if step >= 5000:
-            raise KeyboardInterrupt
+            raise stop
 
     monkeypatch.setattr(Progress, "update", interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(type(stop)), caplog.at_level(logging.WARNING, logger="softness.md"):
         md.run_temperature(cfg, d / "quench.h5", 3500.0, out)
     assert not out.exists()
+    why = "interrupted" if isinstance(stop, KeyboardInterrupt) else "stopped by OSError"
+    assert any(r.getMessage().startswith(why) and "holds the run at step 4000 (4 ps)" in r.getMessage()
+               and "--resume" in r.getMessage() for r in caplog.records), caplog.text
     ckpt = md.checkpoint_path(out)
     with h5py.File(ckpt, "r") as f:
         assert f.attrs["step"] == 4000  # checkpoints every 2000 steps

@@ -193,9 +193,12 @@ def _interrupt_during_md(workdir, config) -> dict:
     Returns what the interruption left: the checkpoint steps seen just before it and found
     after it, the md_run logs, the return code and Snakemake's output.
     """
+    # SIGINT back to its default in the child: a test runner started in the background (CI,
+    # nohup) ignores it, and that would be inherited by Snakemake and every job.
     proc = subprocess.Popen(snakemake_command(workdir, "--cores", 2, "--configfile", config), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = {}
 
     def progressed():
