@@ -193,12 +193,17 @@ def _interrupt_during_md(workdir, config) -> dict:
     Returns what the interruption left: the checkpoint steps seen just before it and found
     after it, the md_run logs, the return code and Snakemake's output.
     """
-    # SIGINT back to its default in the child: a test runner started in the background (CI,
-    # nohup) ignores it, and that would be inherited by Snakemake and every job.
-    proc = subprocess.Popen(snakemake_command(workdir, "--cores", 2, "--configfile", config), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # A test runner started in the background (CI, nohup) ignores SIGINT, and Snakemake and
+    # every job would inherit that. A Python handler here becomes the default disposition in
+    # the exec'd child (no preexec_fn: forking a process that runs JAX threads must not run
+    # Python in the child).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(snakemake_command(workdir, "--cores", 2, "--configfile", config), cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     seen = {}
 
     def progressed():
