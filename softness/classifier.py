@@ -440,7 +440,8 @@ def fit_linear_svm(X, y, C_grid, *, cv_folds: int = 5, test_fraction: float = 0.
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         log.warning("%s: the SVM solver did not fully converge for some C; accuracy vs C may be noisy.", what)
     cv_mean = np.asarray(search.cv_results_["mean_test_score"], dtype=np.float64)
-    edge = grid_edge_optimum(C_grid, cv_mean)
+    fold_scores = np.array([search.cv_results_[f"split{i}_test_score"] for i in range(cv_folds)]).T
+    edge = grid_edge_optimum(C_grid, fold_scores)
     if edge is not None:
         log.warning("%s: the cross-validated accuracy still rises towards the %s end of train.C_grid "
                     "(best at C = %g); extend the grid past it so that the chosen C is an optimum.",
@@ -467,25 +468,31 @@ def fit_linear_svm(X, y, C_grid, *, cv_folds: int = 5, test_fraction: float = 0.
     }
 
 
-def grid_edge_optimum(C_grid, cv_accuracy) -> str | None:
-    """Whether cross-validation prefers a C at an end of its grid, and strictly so.
+def grid_edge_optimum(C_grid, fold_accuracy) -> str | None:
+    """Whether cross-validation prefers a C at an end of its grid beyond the fold noise.
+
+    The best mean accuracy must lie at the largest (smallest) C and beat the next C inside
+    the grid by more than one standard error of their paired, per-fold difference (the folds
+    are the same for every C): then the optimum may lie outside the grid.
 
     Args:
-      C_grid: the penalties tried (any order); cv_accuracy: mean accuracy for each.
+      C_grid: [n_C] the penalties tried (any order).
+      fold_accuracy: [n_C, k] held-out accuracy of each C on each of the k folds.
 
     Returns:
-      "upper" or "lower" when the best accuracy is at the largest or smallest C and beats the
-      next C inside the grid (the optimum may lie outside), else None (ties with an inner C,
-      an inner optimum, or a grid of one value).
+      "upper" or "lower", else None (an inner optimum, a plateau within the noise, or a
+      grid of one value).
     """
     C = np.asarray(C_grid, dtype=np.float64)
-    acc = np.asarray(cv_accuracy, dtype=np.float64)[np.argsort(C)]
-    if acc.size < 2:
+    acc = np.asarray(fold_accuracy, dtype=np.float64)[np.argsort(C)]
+    if acc.shape[0] < 2:
         return None
-    if acc[-1] == acc.max() and acc[-1] > acc[-2]:
-        return "upper"
-    if acc[0] == acc.max() and acc[0] > acc[1]:
-        return "lower"
+    mean = acc.mean(axis=1)
+    for name, edge, inner in (("upper", -1, -2), ("lower", 0, 1)):
+        d = acc[edge] - acc[inner]
+        se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
+        if mean[edge] == mean.max() and d.mean() > se:
+            return name
     return None
 
 

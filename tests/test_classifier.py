@@ -102,12 +102,17 @@ def test_svm_recovers_the_true_hyperplane(noise):
 
 
 def test_an_optimum_at_the_edge_of_the_C_grid_is_reported(caplog):
-    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], [0.70, 0.75, 0.77]) == "upper"
-    assert classifier.grid_edge_optimum([10.0, 0.1, 1.0], [0.77, 0.70, 0.75]) == "upper"  # any order
-    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], [0.80, 0.75, 0.70]) == "lower"
-    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], [0.70, 0.77, 0.77]) is None  # plateau reached
-    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], [0.70, 0.78, 0.77]) is None
-    assert classifier.grid_edge_optimum([1.0], [0.9]) is None
+    folds = np.array([[0.70, 0.71, 0.69], [0.75, 0.76, 0.74], [0.77, 0.78, 0.77]])  # [C, fold]
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], folds) == "upper"
+    assert classifier.grid_edge_optimum([10.0, 0.1, 1.0], folds[[2, 0, 1]]) == "upper"  # any order
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], folds[::-1]) == "lower"
+    plateau = np.array([[0.70, 0.71, 0.69], [0.77, 0.78, 0.76], [0.77, 0.78, 0.76]])
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], plateau) is None
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], folds[[0, 2, 1]]) is None  # inner optimum
+    # Higher on average, but only through one fold: within the noise of the paired difference.
+    noisy = np.array([[0.70, 0.71, 0.69], [0.77, 0.78, 0.76], [0.76, 0.77, 0.80]])
+    assert classifier.grid_edge_optimum([0.1, 1.0, 10.0], noisy) is None
+    assert classifier.grid_edge_optimum([1.0], [[0.9, 0.8]]) is None
     # A separable problem over-regularised by its grid: accuracy climbs to the largest C.
     rng = np.random.default_rng(3)
     normal = np.array([1.0, -0.5, 2.0, 0.3, 0.0, 4.0])
