@@ -87,6 +87,21 @@ def test_plan_chunk_puts_every_frame_on_its_grid_point():
         assert got == list(range(start, total + 1, every))
 
 
+def _stopped_run(cfg, d, out, monkeypatch, *, at_step: int, stop: BaseException):
+    """Run at 3500 K until the first progress report at or past ``at_step``, then raise ``stop``."""
+    update = Progress.update
+
+    def interrupt(self, step):
+        update(self, step)
+        if step >= at_step:
+            raise stop
+
+    monkeypatch.setattr(Progress, "update", interrupt)
+    with pytest.raises(type(stop)):
+        md.run_temperature(cfg, d / "quench.h5", 3500.0, out)
+    monkeypatch.setattr(Progress, "update", update)
+
+
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device")],
                          ids=["interrupted", "crashed"])
 def test_resume_gives_the_frames_of_an_uninterrupted_run(mech, tmp_path, monkeypatch, caplog, stop):
@@ -94,16 +109,8 @@ def test_resume_gives_the_frames_of_an_uninterrupted_run(mech, tmp_path, monkeyp
     # the checkpoint and the partial trajectory: --resume continues as if nothing happened.
     cfg, d = mech
     out = tmp_path / "T3500.h5"
-    update = Progress.update
-
-    def interrupt(self, step):
-        update(self, step)
-        if step >= 5000:
-            raise stop
-
-    monkeypatch.setattr(Progress, "update", interrupt)
-    with pytest.raises(type(stop)), caplog.at_level(logging.WARNING, logger="softness.md"):
-        md.run_temperature(cfg, d / "quench.h5", 3500.0, out)
+    with caplog.at_level(logging.WARNING, logger="softness.md"):
+        _stopped_run(cfg, d, out, monkeypatch, at_step=5000, stop=stop)
     assert not out.exists()
     why = "interrupted" if isinstance(stop, KeyboardInterrupt) else "stopped by OSError"
     assert any(r.getMessage().startswith(why) and "holds the run at step 4000 (4 ps)" in r.getMessage()
@@ -114,7 +121,6 @@ def test_resume_gives_the_frames_of_an_uninterrupted_run(mech, tmp_path, monkeyp
         assert "rng_key" in f and "image" in f and len(f["state"]) > 0
     with h5py.File(temporary_path(out), "r") as f:
         assert f["particles/all/position/value"].shape[0] > 0
-    monkeypatch.setattr(Progress, "update", update)
     md.run_temperature(cfg, d / "quench.h5", 3500.0, out, resume=True)
     _assert_same_frames(out, d / "reference.h5")
     assert not ckpt.exists() and not temporary_path(out).exists()
@@ -125,18 +131,8 @@ def test_resume_after_a_config_change_starts_over_and_says_why(mech, tmp_path, m
     # belongs to another run and must be set aside, not continued and not a hard error.
     cfg, d = mech
     out = tmp_path / "T3500.h5"
-    update = Progress.update
-
-    def interrupt(self, step):
-        update(self, step)
-        if step >= 3000:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Progress, "update", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        md.run_temperature(cfg, d / "quench.h5", 3500.0, out)
+    _stopped_run(cfg, d, out, monkeypatch, at_step=3000, stop=KeyboardInterrupt())
     assert md.checkpoint_path(out).exists()
-    monkeypatch.setattr(Progress, "update", update)
     shorter = config.resolve({**MECH, "run": {**MECH["run"], "production_time_fs": 2000.0}})
     with caplog.at_level(logging.INFO, logger="softness.md"):
         md.run_temperature(shorter, d / "quench.h5", 3500.0, out, resume=True)
