@@ -1123,10 +1123,13 @@ def run_temperature(cfg: dict, start, temperature_K: float, out, resume: bool = 
             partial = _PartialTrajectory(partial_path)
             n_eq = plan["n_eq"]
             sums = {"n": 0, "T": 0.0, "pe": 0.0}
-            resumed = ckpt.resume(
-                engine, lambda: engine.init(snap["position"], key=key, temperature_K=T,
-                                            velocities_A_fs=snap["velocity"]),
-                identity=identity, what=f"the run at {T:g} K") if resume else None
+
+            def start_state():  # the quench snapshot: a fresh start, or the template of a resume
+                return engine.init(snap["position"], key=key, temperature_K=T,
+                                   velocities_A_fs=snap["velocity"])
+
+            resumed = ckpt.resume(engine, start_state, identity=identity,
+                                  what=f"the run at {T:g} K") if resume else None
             if resumed is not None:
                 c, key, meta = resumed
                 partial.reopen(meta["n_frames"])
@@ -1135,7 +1138,7 @@ def run_temperature(cfg: dict, start, temperature_K: float, out, resume: bool = 
                 log.info("resuming the run at %g K at step %d", T, step)
             else:
                 ckpt.remove()  # a stale one must not pair with the new partial file
-                c = engine.init(snap["position"], key=key, temperature_K=T, velocities_A_fs=snap["velocity"])
+                c = start_state()
                 partial.create("run", cfg, species, masses, box, dtype=dtype, variable_box=False, attrs={
                     "temperature_K": T, "potential": silica.potential_name(cfg["potential"]["cutoff_A"]),
                     "density_g_cm3": rho, "precision": cfg["precision"], "ensemble": "nvt",
