@@ -94,7 +94,8 @@ def pressure_check():
         frames = {e: _record(engine, positions, v) for e, engine in engines.items()}
         # The strained configurations: the constant-pressure engine takes a box of its own.
         energies = {s: float(_record(engines["npt"], positions * (1 + s), np.zeros_like(v),
-                                     box * (1 + s))["potential_energy"]) for s in (eps, -eps, eps / 2, -eps / 2)}
+                                     box * (1 + s))["potential_energy"])
+                    for s in (eps, -eps, eps / 2, -eps / 2)}
     volume = float(np.prod(box))
     dU_deps = (energies[eps] - energies[-eps]) / (2 * eps)  # kcal/mol
     dU_deps_half = (energies[eps / 2] - energies[-eps / 2]) / eps
