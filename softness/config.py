@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import yaml
 
+from softness import units
 from softness.errors import SoftnessError
+from softness.systems import silica
 
 
 @functools.cache
@@ -51,19 +55,237 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{_key_path(error)}': {error.message}"
 
 
-def _check_consistency(cfg: dict) -> None:
-    """Constraints between keys that a JSON schema cannot express."""
-    temps = cfg["temperatures_K"]
-    if cfg["quench"]["T_min_K"] > min(temps):
-        raise SoftnessError(
-            f"config key 'quench.T_min_K' ({cfg['quench']['T_min_K']} K) is above the lowest of "
-            f"temperatures_K ({min(temps)} K); the quench must reach every temperature.")
-    t_train = cfg["train"]["T_train_K"]
-    if t_train is not None and t_train not in temps:
-        raise SoftnessError(f"config key 'train.T_train_K' ({t_train} K) is not one of temperatures_K.")
+# ---------------------------------------------------------------------------- cross-key rules
+# Each key can be valid on its own while two of them contradict each other; such a config
+# would pass the schema, start the DAG and fail only in a later stage (after all the MD).
+# Every rule below returns None, or one sentence naming both keys. The arithmetic mirrors
+# what the stages do (softness/md.py run_plan / quench_plan, softness/hops.py,
+# softness/structure.py, softness/classifier.py), so that a config passing here does not fail
+# there for the same reason.
+
+
+def _g(x) -> str:
+    return f"{x:g}"
+
+
+def _whole_steps(time_fs: float, timestep_fs: float) -> int | None:
+    """Steps in ``time_fs`` when it is a whole, positive number of steps (md.steps_for), else None."""
+    n = time_fs / timestep_fs
+    k = int(round(n))
+    return k if k >= 1 and abs(n - k) <= 1e-6 * max(1.0, n) else None
+
+
+def _production_frames(cfg: dict) -> int:
+    """Frames of a run's trajectory, as softness.md.run_plan counts them."""
+    r, dt = cfg["run"], cfg["md"]["timestep_fs"]
+    every = _whole_steps(r["frame_interval_fs"], dt)
+    n_prod = int(round(r["production_time_fs"] / dt))
+    n_prod = max(every, n_prod - n_prod % every)
+    return n_prod // every + 1
+
+
+def _half_window(window_fs: float, frame_fs: float) -> int:
+    """Frames in half a window, as softness.hops.half_window_frames rounds it."""
+    return int(round(window_fs / (2.0 * frame_fs)))
+
+
+def initial_box_edges(system: dict) -> np.ndarray:
+    """The three edges (A) of the box the quench starts in, from the config's ``system`` section.
+
+    The same box softness.systems.silica builds (a cube for the random packing, the most
+    cubic alpha-quartz supercell for quartz), without placing any atom.
+    """
+    n, rho = system["n_sio2"], system["density_g_cm3"]
+    volume = units.box_volume_for_density(n * silica.SIO2_MASS_AMU, rho)
+    if system["initial_structure"] == "quartz" and n % 6 == 0:
+        _, _, cell = silica.quartz_unit_cell()
+        box = cell * np.array(silica._most_cubic_supercell(n // 6, cell))
+        return box * (volume / np.prod(box)) ** (1 / 3)
+    return np.full(3, volume ** (1 / 3))
+
+
+def _quartz_cells(cfg):
+    s = cfg["system"]
+    if s["initial_structure"] == "quartz" and s["n_sio2"] % 6:
+        return (f"config key 'system.n_sio2' ({s['n_sio2']}) must be a multiple of 6 for "
+                "'system.initial_structure' quartz (orthorhombic cells of 6 SiO2).")
+
+
+def _random_packing(cfg):
+    s = cfg["system"]
+    if s["initial_structure"] != "random":
+        return None
+    n_atoms = 3 * s["n_sio2"]
+    spacing = initial_box_edges(s)[0] / math.ceil(n_atoms ** (1 / 3) - 1e-9)
+    if spacing < silica.RANDOM_PACKING_MIN_DISTANCE_A:
+        return (f"config keys 'system.density_g_cm3' ({_g(s['density_g_cm3'])}) and 'system.n_sio2' "
+                f"({s['n_sio2']}) are impossible together for a random packing: its {n_atoms} atoms "
+                f"cannot all be {silica.RANDOM_PACKING_MIN_DISTANCE_A} A apart.")
+
+
+def _potential_cutoff_vs_box(cfg):
+    edge = float(initial_box_edges(cfg["system"]).min())
+    cut = cfg["potential"]["cutoff_A"]
+    if edge < 2 * cut:
+        return (f"config key 'potential.cutoff_A' ({_g(cut)} A) is more than half the box edge "
+                f"{edge:.2f} A that 'system.n_sio2' ({cfg['system']['n_sio2']}) at "
+                f"system.density_g_cm3 = {_g(cfg['system']['density_g_cm3'])} gives: the box must be at "
+                "least twice the potential cutoff.")
+
+
+def _features_cutoff_vs_box(cfg):
+    edge = float(initial_box_edges(cfg["system"]).min())
+    cut = cfg["features"]["cutoff_A"]
+    if edge < 2 * cut:
+        return (f"config key 'features.cutoff_A' ({_g(cut)} A) is more than half the box edge "
+                f"{edge:.2f} A that 'system.n_sio2' ({cfg['system']['n_sio2']}) at "
+                f"system.density_g_cm3 = {_g(cfg['system']['density_g_cm3'])} gives: the box must be at "
+                "least twice the structure-function cutoff.")
+
+
+def _radial_grid(cfg):
     f = cfg["features"]
     if f["radial_r_max_A"] <= f["radial_r_min_A"]:
-        raise SoftnessError("config key 'features.radial_r_max_A' must exceed features.radial_r_min_A.")
+        return (f"config key 'features.radial_r_max_A' ({_g(f['radial_r_max_A'])} A) must exceed "
+                f"'features.radial_r_min_A' ({_g(f['radial_r_min_A'])} A).")
+
+
+def _radial_vs_cutoff(cfg):
+    f = cfg["features"]
+    # The last centre on the grid, as StructureGrid.from_config places it.
+    n = int(math.floor((f["radial_r_max_A"] - f["radial_r_min_A"]) / f["radial_dr_A"] + 1e-6)) + 1
+    last = round(f["radial_r_min_A"] + f["radial_dr_A"] * (n - 1), 10)
+    if last > f["cutoff_A"]:
+        return (f"config key 'features.radial_r_max_A' ({_g(f['radial_r_max_A'])} A) puts a radial centre "
+                f"at {_g(last)} A, beyond 'features.cutoff_A' ({_g(f['cutoff_A'])} A).")
+
+
+def _quench_temperatures(cfg):
+    q, temps = cfg["quench"], cfg["temperatures_K"]
+    if q["T_min_K"] > min(temps):
+        return (f"config key 'quench.T_min_K' ({_g(q['T_min_K'])} K) is above the lowest of "
+                f"'temperatures_K' ({_g(min(temps))} K); the quench must reach every temperature.")
+
+
+def _melt_temperatures(cfg):
+    q, temps = cfg["quench"], cfg["temperatures_K"]
+    if max(temps) > q["T_melt_K"]:
+        return (f"config key 'temperatures_K' includes {_g(max(temps))} K, above 'quench.T_melt_K' "
+                f"({_g(q['T_melt_K'])} K); the quench cannot pass it.")
+
+
+def _training_temperature(cfg):
+    t = cfg["train"]["T_train_K"]
+    if t is not None and t not in cfg["temperatures_K"]:
+        return (f"config key 'train.T_train_K' ({_g(t)} K) is not one of 'temperatures_K' "
+                f"{cfg['temperatures_K']}.")
+
+
+def _quench_frames_vs_timestep(cfg):
+    fi, dt = cfg["quench"]["frame_interval_fs"], cfg["md"]["timestep_fs"]
+    if _whole_steps(fi, dt) is None:
+        return (f"config key 'quench.frame_interval_fs' ({_g(fi)} fs) is not a whole, positive number of "
+                f"'md.timestep_fs' ({_g(dt)} fs) steps.")
+
+
+def _run_frames_vs_timestep(cfg):
+    fi, dt = cfg["run"]["frame_interval_fs"], cfg["md"]["timestep_fs"]
+    if _whole_steps(fi, dt) is None:
+        return (f"config key 'run.frame_interval_fs' ({_g(fi)} fs) is not a whole, positive number of "
+                f"'md.timestep_fs' ({_g(dt)} fs) steps.")
+
+
+def _checkpoint_vs_chunk(cfg):
+    md = cfg["md"]
+    if md["checkpoint_every_steps"] < md["chunk_steps"]:
+        return (f"config key 'md.checkpoint_every_steps' ({md['checkpoint_every_steps']}) is shorter than "
+                f"'md.chunk_steps' ({md['chunk_steps']}); checkpoints are written only between chunks.")
+
+
+def _t_R_vs_frames(cfg):
+    t_R, fi = cfg["hops"]["t_R_fs"], cfg["run"]["frame_interval_fs"]
+    if _half_window(t_R, fi) < 1:
+        return (f"config key 'hops.t_R_fs' ({_g(t_R)} fs) is shorter than two of 'run.frame_interval_fs' "
+                f"({_g(fi)} fs); the p_hop window must span at least two frames.")
+
+
+def _t_R_vs_production(cfg):
+    t_R, fi = cfg["hops"]["t_R_fs"], cfg["run"]["frame_interval_fs"]
+    n, h = _production_frames(cfg), _half_window(t_R, fi)
+    if n < 2 * h:
+        return (f"config key 'hops.t_R_fs' ({_g(t_R)} fs, {2 * h} frames) is longer than the run: "
+                f"'run.production_time_fs' ({_g(cfg['run']['production_time_fs'])} fs) gives {n} frames.")
+
+
+def _t_quiet_vs_frames(cfg):
+    tq, fi = cfg["hops"]["t_quiet_fs"], cfg["run"]["frame_interval_fs"]
+    if _half_window(tq, fi) < 1:
+        return (f"config key 'hops.t_quiet_fs' ({_g(tq)} fs) is shorter than two of 'run.frame_interval_fs' "
+                f"({_g(fi)} fs); the quiet window must span at least two frames.")
+
+
+def _t_quiet_vs_production(cfg):
+    h = cfg["hops"]
+    fi = cfg["run"]["frame_interval_fs"]
+    n, hr, hq = _production_frames(cfg), _half_window(h["t_R_fs"], fi), _half_window(h["t_quiet_fs"], fi)
+    if n - 2 * hr < 2 * hq:
+        return (f"config key 'hops.t_quiet_fs' ({_g(h['t_quiet_fs'])} fs) does not fit in "
+                f"'run.production_time_fs' ({_g(cfg['run']['production_time_fs'])} fs) besides the p_hop "
+                f"window hops.t_R_fs, so no atom could be labelled quiet and training would fail.")
+
+
+def _p_quiet_vs_p_c(cfg):
+    h = cfg["hops"]
+    for sp in ("Si", "O"):
+        quiet, c = h["p_quiet_A2"][sp], h["p_c_A2"][sp]
+        if quiet > c:
+            return (f"config key 'hops.p_quiet_A2.{sp}' ({_g(quiet)} A^2) exceeds 'hops.p_c_A2.{sp}' "
+                    f"({_g(c)} A^2); a quiet atom must stay below the rearrangement threshold.")
+
+
+def _feature_frames_vs_run(cfg):
+    n, stride = _production_frames(cfg), cfg["features"]["frame_stride"]
+    # A label uses the structure of the latest feature frame before it (classifier.label_to_feature_rows);
+    # with frame 0 alone there is none but frame 0's, where p_hop is never defined.
+    if stride >= n:
+        prod = _g(cfg["run"]["production_time_fs"])
+        return (f"config key 'features.frame_stride' ({stride}) leaves structure functions on frame 0 "
+                f"only of the {n} frames that 'run.production_time_fs' ({prod} fs) "
+                "gives, where p_hop is undefined, so there is nothing to train on.")
+
+
+def _n_per_class_vs_folds(cfg):
+    t = cfg["train"]
+    need = int(math.ceil(t["cv_folds"] / (1.0 - t["test_fraction"]))) + 1  # classifier.minimum_per_class
+    if t["n_per_class"] < need:
+        return (f"config key 'train.n_per_class' ({t['n_per_class']}) is too small for 'train.cv_folds' "
+                f"({t['cv_folds']}) and train.test_fraction ({_g(t['test_fraction'])}): at least {need} "
+                "examples per class are needed.")
+
+
+def _fit_lag_fractions(cfg):
+    lo, hi = cfg["dynamics"]["fit_lag_fractions"]
+    if not lo < hi:
+        return f"config key 'dynamics.fit_lag_fractions' ({_g(lo)}, {_g(hi)}) must be increasing."
+
+
+#: The cross-key rules in the order they are checked (each: cfg -> None or one sentence). Order
+#: matters: the frame counting of the hops rules needs whole frame intervals, checked before.
+RULES = (
+    _quartz_cells, _random_packing, _potential_cutoff_vs_box, _features_cutoff_vs_box,
+    _radial_grid, _radial_vs_cutoff,
+    _quench_temperatures, _melt_temperatures, _training_temperature,
+    _quench_frames_vs_timestep, _run_frames_vs_timestep, _checkpoint_vs_chunk,
+    _t_R_vs_frames, _t_R_vs_production, _t_quiet_vs_frames, _t_quiet_vs_production,
+    _p_quiet_vs_p_c, _feature_frames_vs_run, _n_per_class_vs_folds, _fit_lag_fractions,
+)
+def _check_consistency(cfg: dict) -> None:
+    """Constraints between keys that a JSON schema cannot express: the first broken rule of
+    :data:`RULES` raises, with one sentence naming both keys."""
+    for rule in RULES:
+        message = rule(cfg)
+        if message:
+            raise SoftnessError(message)
 
 
 def resolve(cfg: dict | None) -> dict:

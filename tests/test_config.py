@@ -1,8 +1,16 @@
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import yaml
 
 from softness import config
 from softness.errors import SoftnessError
+from softness.systems import silica
 
 
 def test_empty_config_is_complete_and_valid():
@@ -47,3 +55,152 @@ def test_load_reports_missing_and_malformed_files(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({"seed": 7}))
     assert config.load(good)["seed"] == 7
+
+
+# ---------------------------------------------------------------------------- cross-key rules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def merged(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` key by key (how Snakemake merges --configfile files)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def ci_config() -> dict:
+    """config/test.yaml on top of config/config.yaml, as `--configfile config/test.yaml` gives it."""
+    read = lambda name: yaml.safe_load((ROOT / "config" / name).read_text())  # noqa: E731
+    return merged(read("config.yaml"), read("test.yaml"))
+
+
+# Each row: a change to config/test.yaml that breaks exactly one rule, the rule, and the keys
+# its message must name. config/test.yaml: 192 atoms in a 14.26 A box, 1 fs steps, frames every
+# 20 fs over 4000 fs (201 frames), t_R = t_quiet = 200 fs, chunks of 250 steps.
+CROSS_KEY_CASES = [
+    ({"system": {"initial_structure": "quartz"}}, "_quartz_cells",
+     ("system.n_sio2", "system.initial_structure")),
+    ({"system": {"density_g_cm3": 5.0}}, "_random_packing", ("system.density_g_cm3", "system.n_sio2")),
+    ({"potential": {"cutoff_A": 7.2}}, "_potential_cutoff_vs_box", ("potential.cutoff_A", "system.n_sio2")),
+    ({"system": {"n_sio2": 50}}, "_potential_cutoff_vs_box", ("potential.cutoff_A", "system.n_sio2")),
+    ({"features": {"cutoff_A": 7.2}}, "_features_cutoff_vs_box", ("features.cutoff_A", "system.n_sio2")),
+    ({"features": {"radial_r_max_A": 1.0}}, "_radial_grid",
+     ("features.radial_r_max_A", "features.radial_r_min_A")),
+    ({"features": {"cutoff_A": 5.9}}, "_radial_vs_cutoff", ("features.radial_r_max_A", "features.cutoff_A")),
+    ({"quench": {"T_min_K": 3600.0}}, "_quench_temperatures", ("quench.T_min_K", "temperatures_K")),
+    ({"temperatures_K": [3500, 4500, 6100]}, "_melt_temperatures", ("temperatures_K", "quench.T_melt_K")),
+    ({"train": {"T_train_K": 4000}}, "_training_temperature", ("train.T_train_K", "temperatures_K")),
+    ({"quench": {"frame_interval_fs": 250.5}}, "_quench_frames_vs_timestep",
+     ("quench.frame_interval_fs", "md.timestep_fs")),
+    ({"md": {"timestep_fs": 3.0}}, "_quench_frames_vs_timestep",
+     ("quench.frame_interval_fs", "md.timestep_fs")),
+    ({"run": {"frame_interval_fs": 20.5}}, "_run_frames_vs_timestep",
+     ("run.frame_interval_fs", "md.timestep_fs")),
+    ({"md": {"checkpoint_every_steps": 249}}, "_checkpoint_vs_chunk",
+     ("md.checkpoint_every_steps", "md.chunk_steps")),
+    ({"hops": {"t_R_fs": 20.0}}, "_t_R_vs_frames", ("hops.t_R_fs", "run.frame_interval_fs")),
+    ({"hops": {"t_R_fs": 4100.0}}, "_t_R_vs_production", ("hops.t_R_fs", "run.production_time_fs")),
+    ({"run": {"production_time_fs": 160.0}}, "_t_R_vs_production", ("hops.t_R_fs", "run.production_time_fs")),
+    ({"hops": {"t_quiet_fs": 20.0}}, "_t_quiet_vs_frames", ("hops.t_quiet_fs", "run.frame_interval_fs")),
+    ({"hops": {"t_quiet_fs": 3900.0}}, "_t_quiet_vs_production",
+     ("hops.t_quiet_fs", "run.production_time_fs")),
+    ({"hops": {"p_quiet_A2": {"Si": 1.1}}}, "_p_quiet_vs_p_c", ("hops.p_quiet_A2.Si", "hops.p_c_A2.Si")),
+    ({"hops": {"p_c_A2": {"O": 0.3}}}, "_p_quiet_vs_p_c", ("hops.p_quiet_A2.O", "hops.p_c_A2.O")),
+    ({"features": {"frame_stride": 201}}, "_feature_frames_vs_run",
+     ("features.frame_stride", "run.production_time_fs")),
+    ({"train": {"n_per_class": 4}}, "_n_per_class_vs_folds", ("train.n_per_class", "train.cv_folds")),
+    ({"train": {"cv_folds": 10, "n_per_class": 13}}, "_n_per_class_vs_folds",
+     ("train.n_per_class", "train.cv_folds")),
+    ({"dynamics": {"fit_lag_fractions": [0.5, 0.05]}}, "_fit_lag_fractions", ("dynamics.fit_lag_fractions",)),
+]
+
+
+def one_sentence(message: str) -> bool:
+    return "\n" not in message and message.endswith(".") and not re.search(r"[.;:]\s+[A-Z]", message)
+
+
+@pytest.mark.parametrize("change, rule, keys", CROSS_KEY_CASES,
+                         ids=[f"{rule}-{i}" for i, (_, rule, _) in enumerate(CROSS_KEY_CASES)])
+def test_contradicting_keys_are_refused_naming_both(change, rule, keys):
+    good = ci_config()
+    config.resolve(good)  # the unchanged test config passes every rule
+    bad = merged(good, change)
+    with pytest.raises(SoftnessError) as err:
+        config.resolve(bad)
+    message = str(err.value)
+    assert one_sentence(message), message
+    for key in keys:
+        assert f"'{key}'" in message, message
+    # the rule the row is about is the one that refused it (not an earlier, unrelated one)
+    filled = merged(config.resolve({}), bad)
+    assert getattr(config, rule)(filled) == message
+
+
+def test_every_cross_key_rule_is_in_the_table():
+    tested = {rule for _, rule, _ in CROSS_KEY_CASES}
+    assert tested == {r.__name__ for r in config.RULES}
+
+
+@pytest.mark.parametrize("name", ["config", "test", "paper"])
+def test_shipped_configs_pass_every_rule(name):
+    raw = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    cfg = config.resolve(merged(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), raw))
+    assert [r.__name__ for r in config.RULES if r(cfg)] == []
+
+
+@pytest.mark.parametrize("system", [
+    {"n_sio2": 64, "density_g_cm3": 2.2, "initial_structure": "random"},
+    {"n_sio2": 216, "density_g_cm3": 2.6, "initial_structure": "random"},
+    {"n_sio2": 72, "density_g_cm3": 2.2, "initial_structure": "quartz"},
+    {"n_sio2": 162, "density_g_cm3": 2.65, "initial_structure": "quartz"},
+])
+def test_box_rule_uses_the_box_the_quench_starts_in(system):
+    built = silica.initial_structure(system, np.random.default_rng(0))
+    np.testing.assert_allclose(config.initial_box_edges(system), built.box, rtol=1e-12)
+    # and that box holds the requested density
+    assert built.density_g_cm3 == pytest.approx(system["density_g_cm3"], rel=1e-9)
+
+
+def test_box_rule_refuses_exactly_below_twice_the_cutoff():
+    cfg = ci_config()
+    edge = float(config.initial_box_edges(config.resolve(cfg)["system"])[0])
+    config.resolve(merged(cfg, {"potential": {"cutoff_A": edge / 2 - 1e-6}}))
+    with pytest.raises(SoftnessError, match="potential.cutoff_A"):
+        config.resolve(merged(cfg, {"potential": {"cutoff_A": edge / 2 + 1e-6}}))
+
+
+def test_hops_rules_count_frames_as_the_stages_do():
+    """The frames the rules count are those softness.md.run_plan and softness.hops use."""
+    from softness import md  # the MD module imports JAX; only its step arithmetic is used here
+
+    cfg = config.resolve(merged(ci_config(), {"run": {"production_time_fs": 4010.0}}))
+    plan = md.run_plan(cfg)
+    assert config._production_frames(cfg) == plan["n_prod"] // plan["frame_every"] + 1 == 201
+    # the longest t_R that the 201 frames hold passes, the next even frame count does not
+    ok = merged(cfg, {"hops": {"t_R_fs": 201 // 2 * 2 * 20.0, "t_quiet_fs": 20.0 * 2}})
+    with pytest.raises(SoftnessError, match="hops.t_quiet_fs"):  # the quiet window no longer fits
+        config.resolve(ok)
+    config.resolve(merged(ok, {"hops": {"t_R_fs": 3000.0, "t_quiet_fs": 1000.0}}))
+    with pytest.raises(SoftnessError, match="hops.t_R_fs"):
+        config.resolve(merged(ok, {"hops": {"t_R_fs": (201 // 2 + 1) * 2 * 20.0}}))
+
+
+# Representative rules through Snakemake: refused at DAG start, before any job, naming both keys.
+@pytest.mark.parametrize("change, keys", [
+    ({"hops": {"p_quiet_A2": {"Si": 1.1}}}, ("hops.p_quiet_A2.Si", "hops.p_c_A2.Si")),
+    ({"features": {"cutoff_A": 7.2}}, ("features.cutoff_A", "system.n_sio2")),
+    ({"hops": {"t_quiet_fs": 3900.0}}, ("hops.t_quiet_fs", "run.production_time_fs")),
+])
+def test_snakemake_refuses_contradicting_keys_before_any_job(tmp_path, change, keys):
+    bad = tmp_path / "bad.yaml"
+    test_yaml = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    bad.write_text(yaml.safe_dump(merged(test_yaml, change)))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "-n", "--configfile", str(bad)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert "invalid config" in out and all(f"'{k}'" in out for k in keys), out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()  # no DAG, nothing written

@@ -22,6 +22,7 @@ PHYSICS = {
     "quench": {"T_melt_K": 5000.0, "melt_time_fs": 1000.0, "T_min_K": 3000.0,
                "cooling_rate_K_per_ps": 2000.0, "frame_interval_fs": 250.0, "relax_steps": 300},
     "run": {"equilibration_time_fs": 1500.0, "production_time_fs": 3000.0, "frame_interval_fs": 25.0},
+    "hops": {"t_quiet_fs": 1000.0},  # not used by MD, but the quiet window must fit in the run
 }
 
 
