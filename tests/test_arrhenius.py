@@ -263,6 +263,37 @@ def test_binned_counts_match_a_brute_force_count(tmp_path):
         assert_array_equal(counts["totals"][sp], totals)
         assert_array_equal(counts["events"][sp], events)
         assert_allclose(counts["mean_S"][sp], s32[:, species == sp].mean(axis=1))
+    assert counts["totals"][0].sum() != counts["totals"][1].sum()  # the species differ
+    # Every other count: all atoms (binned or not) and the softness of the events, brute force.
+    event_s = [[], []]
+    for sp in (0, 1):
+        all_events, all_totals = np.zeros(s_frames.size), np.zeros(s_frames.size)
+        s_sum = np.zeros(3)
+        hist = np.zeros(arrhenius.N_HIST)
+        for k, f in enumerate(s_frames):
+            window = range(f, min(f + stride, n_traj))
+            for i in np.flatnonzero(species == sp):
+                hist[min(int(np.searchsorted(hist_edges[sp], s32[k, i], side="right")) - 1,
+                         arrhenius.N_HIST - 1)] += 1
+                if not all(np.isfinite(p_hop[g, i]) for g in window):
+                    continue  # p_hop undefined somewhere in the window: the (frame, atom) is not counted
+                event = any(labels[g, i] == 1 for g in window)
+                all_totals[k] += 1
+                all_events[k] += event
+                if event:
+                    event_s[sp].append(s32[k, i])
+                e = edges[sp]
+                if e[0] <= s32[k, i] <= e[-1]:
+                    s_sum[min(int(np.searchsorted(e, s32[k, i], side="right")) - 1, 2)] += s32[k, i]
+        assert_array_equal(counts["all_events"][sp], all_events)
+        assert_array_equal(counts["all_totals"][sp], all_totals)
+        assert all_totals.sum() < s_frames.size * np.sum(species == sp)  # undefined frames were dropped
+        assert_allclose(counts["s_sum"][sp], s_sum, rtol=1e-12)
+        assert_array_equal(counts["hist"][sp], hist)
+    values, s_min, s_max = arrhenius._event_softness(item, np.random.default_rng(0))
+    for sp in (0, 1):
+        assert_array_equal(np.sort(values[sp]), np.sort(np.array(event_s[sp], np.float32)))
+        assert s_min[sp] == s32[:, species == sp].min() and s_max[sp] == s32[:, species == sp].max()
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -428,3 +459,238 @@ def test_saturated_probabilities_are_excluded_from_the_fits():
     assert pull.max() > 5
     # No atoms: NaN P_R is never usable.
     assert not arrhenius.usable_points([50], [np.nan], 20, 0.5)[0]
+
+
+# ---------------------------------------------------------------------------- species with different physics
+# Softness is given (written straight into softness files), so every output of the analysis has a
+# known value. The two species differ in every parameter by many times its error, so reading the
+# other species' data anywhere shows. Energies as temperatures (K).
+
+MODEL = {
+    "Si": dict(e0=24000.0, e1=5000.0, Sigma0=3.0, Sigma1=0.6, a=-1.0, b=3.5e-4, sd=0.55,
+               E_A=40000.0, B=6000.0, T_VFT=1500.0, ln_tau_vft=3.0, E_D=30000.0, D0=1.0),
+    "O": dict(e0=15000.0, e1=2000.0, Sigma0=1.2, Sigma1=0.15, a=0.4, b=1.2e-4, sd=0.5,
+              E_A=30000.0, B=3000.0, T_VFT=2000.0, ln_tau_vft=2.0, E_D=22000.0, D0=0.5),
+}
+SPECIES = ("Si", "O")
+MODEL_TEMPS = np.array([2500.0, 2800.0, 3100.0, 3500.0, 4000.0, 4500.0])
+#: The tau_alpha law is Arrhenius up to this temperature and VFT from it on (continuous there); the
+#: analysis' default split of six temperatures is the same (Arrhenius on 3, VFT on 4).
+T_BRANCH = 3100.0
+N_SI, N_O, N_FRAMES, DT_FS = 500, 800, 800, 50.0
+#: p_hop is undefined on the first and last UNDEFINED frames (a long t_R, so that counting those
+#: frames would dilute the mean rate by 16 %, several times its error).
+UNDEFINED = 64
+
+
+def model_ln_p(m, s, t):
+    return m["Sigma0"] - m["Sigma1"] * s - (m["e0"] - m["e1"] * s) / t
+
+
+def model_mean_s(m, t):
+    return m["a"] + m["b"] * np.asarray(t, float)
+
+
+def model_ln_p_mean(m, t):
+    """ln of P_R averaged over the Gaussian softness distribution at T."""
+    c = m["Sigma1"] - m["e1"] / t
+    return m["Sigma0"] - m["e0"] / t - c * model_mean_s(m, t) + 0.5 * c**2 * m["sd"] ** 2
+
+
+def model_ln_tau(m, t):
+    t = np.asarray(t, float)
+    vft = m["ln_tau_vft"] + m["B"] / (t - m["T_VFT"])
+    ln_tau_arr = m["ln_tau_vft"] + m["B"] / (T_BRANCH - m["T_VFT"]) - m["E_A"] / T_BRANCH
+    return np.where(t <= T_BRANCH, ln_tau_arr + m["E_A"] / t, vft)
+
+
+def model_ln_D(m, t):
+    return np.log(m["D0"]) - m["E_D"] / np.asarray(t, float)
+
+
+def model_T_x(m):
+    return m["T_VFT"] / (1 - np.sqrt(m["B"] / m["E_A"]))
+
+
+def write_model_temperature(tmp_path, rng, t):
+    species = np.r_[np.zeros(N_SI, int), np.ones(N_O, int)]
+    rng.shuffle(species)
+    s = np.empty((N_FRAMES, species.size))
+    p = np.empty_like(s)
+    for k, name in enumerate(SPECIES):
+        m, mine = MODEL[name], species == k
+        s[:, mine] = rng.normal(model_mean_s(m, t), m["sd"], size=(N_FRAMES, mine.sum()))
+        p[:, mine] = np.exp(model_ln_p(m, s[:, mine], t))
+    assert p.max() < 0.6
+    rearranging = rng.random(p.shape) < p
+    labels = np.where(rearranging, 1, rng.choice([0, -1], size=p.shape)).astype(np.int8)
+    p_hop = np.where(rearranging, 1.0, 0.01)
+    p_hop[:UNDEFINED] = p_hop[-UNDEFINED:] = np.nan
+    labels[:UNDEFINED] = labels[-UNDEFINED:] = -1
+    frames = np.arange(N_FRAMES)
+    with atomic_h5(tmp_path / f"softness_{t:g}.h5", "apply", {}) as f:
+        f["softness"] = s.astype(np.float32)
+        f["frames"], f["time_fs"], f["species"] = frames, frames * DT_FS, species
+        f.attrs["temperature_K"], f.attrs["T_train_K"] = t, MODEL_TEMPS[0]
+    write_hops(tmp_path / f"hops_{t:g}.h5", labels, species, t, p_hop=p_hop)
+    with atomic_h5(tmp_path / f"dynamics_{t:g}.h5", "dynamics", {}) as f:
+        diff = np.array([np.exp(model_ln_D(MODEL[n], t)) for n in SPECIES])
+        f["D_A2_per_fs"], f["D_err_A2_per_fs"] = diff, 0.03 * diff
+        f["diffusive"] = np.array([True, True])
+        f["tau_alpha_fs"] = np.array([np.exp(model_ln_tau(MODEL[n], t)) for n in SPECIES])
+        f["tau_alpha_reached"] = np.array([True, True])
+        f.attrs["temperature_K"] = t
+
+
+@pytest.fixture(scope="module")
+def model_analysis(tmp_path_factory):
+    """The arrhenius stage (command line) on data made from MODEL; the product and summary."""
+    d = tmp_path_factory.mktemp("model")
+    rng = np.random.default_rng(31)
+    for t in MODEL_TEMPS:
+        write_model_temperature(d, rng, t)
+    cfg = d / "config.yaml"
+    cfg.write_text(json.dumps({"temperatures_K": MODEL_TEMPS.tolist(), "seed": 3, "quench": {"T_min_K": 2500},
+                               "arrhenius": {"n_bins": 8, "min_events": 20, "n_bootstrap": 200,
+                                             "bootstrap_block_fs": DT_FS}}))
+    files = {kind: [str(d / f"{kind}_{t:g}.h5") for t in MODEL_TEMPS[::-1]]
+             for kind in ("softness", "hops", "dynamics")}
+    assert main(["arrhenius", "--config", str(cfg), "--softness", *files["softness"],
+                 "--hops", *files["hops"], "--dynamics", *files["dynamics"], "--out", str(d / "arrhenius.h5"),
+                 "--summary", str(d / "summary.json")]) == 0
+    with h5py.File(d / "arrhenius.h5") as f:
+        r = {}
+        f.visititems(lambda name, obj: r.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
+                     else None)
+    return r, json.loads((d / "summary.json").read_text()), (d / "summary.md").read_text()
+
+
+def pulls(value, err, truth):
+    """|value - truth| / err, checking the errors are usable."""
+    value, err = np.asarray(value, float), np.asarray(err, float)
+    assert np.all(np.isfinite(err) & (err > 0)), err
+    return np.abs(value - truth) / err
+
+
+def test_species_model_bins_and_lines(model_analysis):
+    r, _, _ = model_analysis
+    assert_array_equal(r["temperature_K"], MODEL_TEMPS)
+    for sp, name in enumerate(SPECIES):
+        m, other = MODEL[name], MODEL[SPECIES[1 - sp]]
+        s_bin = r["bins/S_mean"][sp]
+        fitted = np.isfinite(r["bin_fit/Sigma"][sp])
+        assert fitted.sum() >= 5, name
+        # Per bin: the Arrhenius parameters at the bin's mean softness.
+        assert pulls(r["bin_fit/Sigma"][sp, fitted], r["bin_fit/Sigma_err"][sp, fitted],
+                     m["Sigma0"] - m["Sigma1"] * s_bin[fitted]).max() < 4, name
+        assert pulls(r["bin_fit/DeltaE_K"][sp, fitted], r["bin_fit/DeltaE_K_err"][sp, fitted],
+                     m["e0"] - m["e1"] * s_bin[fitted]).max() < 4, name
+        # Per (T, bin): P_R against the model averaged over the atoms of that bin at that T.
+        edges = r["bins/edges"][sp]
+        for k, t in enumerate(MODEL_TEMPS):
+            x = np.linspace(edges[0], edges[-1], 20001)
+            w = np.exp(-0.5 * ((x - model_mean_s(m, t)) / m["sd"]) ** 2)
+            ok = r["usable"][sp, k]
+            b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, edges.size - 2)
+            expected = np.array([np.sum((w * np.exp(model_ln_p(m, x, t)))[b == j]) / np.sum(w[b == j])
+                                 for j in range(edges.size - 1)])
+            assert pulls(np.log(r["P_R"][sp, k, ok]), r["ln_P_R_err"][sp, k, ok],
+                         np.log(expected[ok])).max() < 4, (name, t)
+        # The lines DeltaE = e0 - e1 S, Sigma = Sigma0 - Sigma1 S and T0 = e1 / Sigma1.
+        for key, truth in (("e0_K", m["e0"]), ("e1_K", m["e1"]), ("Sigma0", m["Sigma0"]),
+                           ("Sigma1", m["Sigma1"]), ("T0_K", m["e1"] / m["Sigma1"])):
+            value, err = r[f"lines/{key}"][sp], r[f"lines/{key}_err"][sp]
+            assert pulls(value, err, truth) < 3.5, (name, key, value, err, truth)
+            if key != "T0_K":  # a swap of species would show (T0, a ratio, is checked through e1, Sigma1)
+                assert abs(other[key.removesuffix("_K")] - truth) > 6 * err, (name, key)
+        assert r["lines/e1_eV"][sp] == pytest.approx(arrhenius.k_to_eV(r["lines/e1_K"][sp]))
+
+
+def test_species_model_mean_softness_and_predicted_barrier(model_analysis):
+    r, _, _ = model_analysis
+    t = MODEL_TEMPS
+    for sp, name in enumerate(SPECIES):
+        m, other = MODEL[name], MODEL[SPECIES[1 - sp]]
+        assert pulls(r["mean_softness/mean"][sp], r["mean_softness/err"][sp], model_mean_s(m, t)).max() < 4
+        # Independent frames: the blocked error is about the naive one, sd / sqrt(atoms x frames)
+        # (the largest of the noisy estimates over block sizes, so somewhat above it).
+        naive = m["sd"] / np.sqrt((N_SI if name == "Si" else N_O) * N_FRAMES)
+        assert np.all((r["mean_softness/err"][sp] > 0.8 * naive) & (r["mean_softness/err"][sp] < 1.7 * naive))
+        for key, truth in (("a", "a"), ("b_per_K", "b")):
+            err = r[f"mean_softness/{key}_err"][sp]
+            assert pulls(r[f"mean_softness/{key}"][sp], err, m[truth]) < 3.5, (name, key)
+            assert abs(other[truth] - m[truth]) > 6 * err
+        # E_app(T) = (e0 - e1 a) - Sigma1 b T^2, at every T and at the secants' mid-temperatures.
+        def e_app(temps, m=m):
+            return (m["e0"] - m["e1"] * m["a"]) - m["Sigma1"] * m["b"] * np.asarray(temps) ** 2
+
+        assert pulls(r["crossover/E_app_predicted_K"][sp], r["crossover/E_app_predicted_K_err"][sp],
+                     e_app(t)).max() < 3.5, name
+        assert pulls(r["crossover/E_app_predicted_mid_K"][sp], r["crossover/E_app_predicted_mid_K_err"][sp],
+                     e_app(r["crossover/T_mid_K"])).max() < 3.5, name
+        assert pulls(r["crossover/E_inf_K"][sp], r["crossover/E_inf_K_err"][sp],
+                     m["e0"] - m["e1"] * m["a"]) < 3.5
+        assert pulls(r["crossover/Sigma1_b_per_K"][sp], r["crossover/Sigma1_b_per_K_err"][sp],
+                     m["Sigma1"] * m["b"]) < 3.5
+        assert np.all(np.abs(e_app(t) - e_app(t, other)) > 6 * r["crossover/E_app_predicted_K_err"][sp])
+
+
+def test_species_model_measured_barriers_and_crossover(model_analysis):
+    r, _, _ = model_analysis
+    t = MODEL_TEMPS
+    x = 1 / t
+    assert_allclose(r["crossover/T_mid_K"], np.sqrt(t[1:] * t[:-1]))
+    assert_array_equal(r["frame_interval_fs"], DT_FS)
+    for sp, name in enumerate(SPECIES):
+        m, other = MODEL[name], MODEL[SPECIES[1 - sp]]
+        # The mean rearrangement rate per fs over the frames where p_hop is defined, and its barrier.
+        ln_rate = model_ln_p_mean(m, t) - np.log(DT_FS)
+        rate, ln_rate_err = r["rate/rate_per_fs"][sp], r["rate/ln_P_R_mean_err"][sp]
+        assert pulls(np.log(rate), ln_rate_err, ln_rate).max() < 4, name
+        assert_allclose(r["rate/rate_per_fs_err"][sp], rate * ln_rate_err)
+        secant = -np.diff(model_ln_p_mean(m, t)) / np.diff(x)
+        e_rate, e_rate_err = r["crossover/E_app_rate_K"][sp], r["crossover/E_app_rate_K_err"][sp]
+        assert np.all(secant > 0)
+        assert pulls(e_rate, e_rate_err, secant).max() < 4, (name, e_rate, e_rate_err, secant)
+        assert np.all(np.abs(-np.diff(model_ln_p_mean(other, t)) / np.diff(x) - secant) > 6 * e_rate_err)
+        # From tau_alpha (exact data: exact secants) and from D (Arrhenius: E_D at every pair).
+        assert_allclose(r["crossover/E_app_tau_K"][sp], np.diff(model_ln_tau(m, t)) / np.diff(x), rtol=1e-6)
+        assert_allclose(r["crossover/E_app_D_K"][sp], m["E_D"], rtol=1e-6)
+        assert_allclose(r["crossover/E_app_D_K_err"][sp], np.hypot(0.03, 0.03) / np.abs(np.diff(x)),
+                        rtol=1e-6)
+        assert_allclose(r["crossover/E_app_tau_eV"][sp], arrhenius.k_to_eV(r["crossover/E_app_tau_K"][sp]))
+        assert_allclose(r["dynamics/tau_alpha_fs"][sp], np.exp(model_ln_tau(m, t)))
+        # tau_alpha(T): Arrhenius on the three lowest, VFT on the four highest, and T_x.
+        assert r["tau_fit/arrhenius/E_A_K"][sp] == pytest.approx(m["E_A"], rel=1e-6)
+        assert_array_equal(r["tau_fit/arrhenius/T_range_K"][sp], [2500.0, 3100.0])
+        assert_array_equal(r["tau_fit/vft/T_range_K"][sp], [3100.0, 4500.0])
+        assert r["tau_fit/vft/B_K"][sp] == pytest.approx(m["B"], rel=1e-3)
+        assert r["tau_fit/vft/T_VFT_K"][sp] == pytest.approx(m["T_VFT"], rel=1e-3)
+        assert r["tau_fit/vft/ln_tau0"][sp] == pytest.approx(m["ln_tau_vft"], abs=1e-3)
+        assert r["tau_fit/T_x_K"][sp] == pytest.approx(model_T_x(m), rel=1e-3)
+        assert abs(model_T_x(other) - model_T_x(m)) > 0.05 * model_T_x(m)
+
+
+def test_species_model_summary_names_each_species_numbers(model_analysis):
+    r, s, md = model_analysis
+    assert s["temperatures_K"] == MODEL_TEMPS.tolist() and s["T_train_K"] == 2500.0
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in md.splitlines() if line.startswith("| ") and "quantity" not in line}
+    assert md.splitlines()[2].startswith("| quantity | Si | O |")
+    for sp, name in enumerate(SPECIES):
+        m, entry = MODEL[name], s["species"][name]
+        assert entry["T0"]["value"] == pytest.approx(r["lines/T0_K"][sp])
+        assert entry["T0"]["error"] == pytest.approx(r["lines/T0_K_err"][sp])
+        assert abs(entry["T0"]["value"] - m["e1"] / m["Sigma1"]) < 3.5 * entry["T0"]["error"]
+        assert entry["e0"]["K"]["value"] == pytest.approx(r["lines/e0_K"][sp])
+        assert entry["e1"]["eV"]["value"] == pytest.approx(r["lines/e1_eV"][sp])
+        assert entry["Sigma1"]["value"] == pytest.approx(r["lines/Sigma1"][sp])
+        assert entry["mean_softness"]["b"]["value"] == pytest.approx(r["mean_softness/b_per_K"][sp])
+        assert entry["apparent_barrier"]["E_inf"]["K"]["value"] == pytest.approx(r["crossover/E_inf_K"][sp])
+        assert entry["tau_alpha"]["arrhenius"]["E_A"]["K"]["value"] == pytest.approx(m["E_A"], rel=1e-6)
+        assert entry["tau_alpha"]["vft"]["T_VFT"]["value"] == pytest.approx(m["T_VFT"], rel=1e-3)
+        assert entry["tau_alpha"]["T_crossover"]["value"] == pytest.approx(model_T_x(m), rel=1e-3)
+        # The Markdown table: one column per species, in the order of its header.
+        assert rows["T0 = e1/Sigma1 (K)"][sp].startswith(f"{r['lines/T0_K'][sp]:.4g}")
+        assert rows["crossover T_x (K)"][sp].startswith(f"{r['tau_fit/T_x_K'][sp]:.4g}")
+        assert rows["b (1/K)"][sp].startswith(f"{r['mean_softness/b_per_K'][sp]:.4g}")
