@@ -188,3 +188,44 @@ def test_p_hop_histogram_and_calibration_figure(tmp_path):
     lines = {ax.get_title(): [ln.get_xdata()[0] for ln in ax.get_lines()[1:]] for ax in fig.axes}
     assert_allclose(lines["Si"], [0.25, 0.05])
     assert_allclose(lines["O"], [1.0, 0.05])
+
+
+def _brute_force_histograms(p, species, bins):
+    widths = np.diff(np.log10(bins))
+    out = []
+    for s in (0, 1):
+        own = p[:, species == s]
+        own = own[np.isfinite(own)]
+        counts = [np.sum((own >= lo) & (own < hi)) for lo, hi in zip(bins[:-1], bins[1:], strict=True)]
+        out.append(np.array(counts) / (own.size * widths))
+    return np.array(out)
+
+
+def test_p_hop_histograms_are_per_species(tmp_path):
+    """Si and O with p_hop from different distributions (and NaN where undefined): each species'
+    histogram, and the curve of its panel in the figure, is the brute-force histogram of its
+    own defined values."""
+    rng = np.random.default_rng(7)
+    species = rng.permutation(np.r_[np.zeros(30, int), np.ones(60, int)])
+    p = np.where(species == 0, 10 ** rng.normal(-1.5, 0.3, (200, 90)), 10 ** rng.normal(0.2, 0.5, (200, 90)))
+    p[:6] = p[-5:] = np.nan
+    p[50:60, species == 1] = np.nan  # O undefined on more frames than Si
+    bins = np.logspace(-3, 2, 51)
+    hist = p_hop_histogram(p, species, bins)
+    assert_allclose(hist, _brute_force_histograms(p, species, bins), rtol=1e-12)
+    # The species' distributions barely overlap, so a swap of rows could not pass.
+    assert np.sum(np.minimum(hist[0], hist[1]) * np.diff(np.log10(bins))) < 0.1
+    path = tmp_path / "hops.h5"
+    p32 = p.astype(np.float32)
+    with atomic_h5(path, "hops", {}) as f:
+        f["p_hop"], f["species"] = p32, species
+        f["thresholds/p_c_A2"], f["thresholds/p_quiet_A2"] = [0.8, 1.0], [0.45, 0.6]
+        f.attrs["temperature_K"] = 3000.0
+    fig = plot_p_hop_histogram([path], bins=bins)
+    panels = {ax.get_title(): ax for ax in fig.axes}
+    expected = _brute_force_histograms(p32, species, bins)
+    for s, name in enumerate(("Si", "O")):
+        curve = panels[name].get_lines()[0]
+        assert curve.get_label() == "3000 K"
+        assert_allclose(curve.get_ydata(), expected[s], rtol=1e-12)
+        assert_allclose(curve.get_xdata(), np.sqrt(bins[1:] * bins[:-1]))
