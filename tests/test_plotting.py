@@ -164,8 +164,8 @@ def _synthetic_arrhenius(path, t, s):
         "lines/Sigma1": s1, "mean_softness/mean": a[:, None] + b[:, None] * t,
         "mean_softness/err": np.full((2, t.size), 0.01), "mean_softness/a": a, "mean_softness/b_per_K": b,
         "crossover/T_mid_K": t_mid, "crossover/E_app_rate_K": e_app,
-        "crossover/E_app_rate_K_err": np.full((2, t.size - 1), 500.0),
-        "crossover/E_app_tau_K": np.full((2, t.size - 1), 25000.0),
+        "crossover/E_app_rate_K_err": np.stack([np.full(t.size - 1, 500.0), np.full(t.size - 1, 300.0)]),
+        "crossover/E_app_tau_K": np.stack([np.full(t.size - 1, 25000.0), np.full(t.size - 1, 21000.0)]),
         "tau_fit/arrhenius/ln_tau0": np.array([4.0, 4.2]),
         "tau_fit/arrhenius/E_A_K": np.array([25000.0, 24000.0]),
         "tau_fit/vft/ln_tau0": np.array([6.0, 6.1]), "tau_fit/vft/B_K": np.array([4000.0, 3900.0]),
@@ -222,6 +222,113 @@ def test_figures_from_an_arrhenius_product(tmp_path):
         f["x"] = 1
     with pytest.raises(SoftnessError, match="no 'temperature_K'"):
         plotting.read_arrhenius(tmp_path / "foreign.h5")
+
+
+def _series(ax):
+    """Label -> (x, y) of every labelled error-bar series and line of an axes."""
+    out = {}
+    for c in ax.containers:
+        if c.get_label() and not c.get_label().startswith("_") and c.lines[0] is not None:
+            out[c.get_label()] = (np.asarray(c.lines[0].get_xdata()), np.asarray(c.lines[0].get_ydata()))
+    for ln in ax.get_lines():
+        if ln.get_label() and not ln.get_label().startswith("_") and ln.get_label() not in out:
+            out[ln.get_label()] = (np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float))
+    return out
+
+
+def test_every_figure_draws_each_species_own_data(tmp_path):
+    """From an Arrhenius product (and dynamics files) in which Si and O differ in every number,
+    each species' points and lines in every figure are that species' data."""
+    t = np.linspace(2500, 5000, 6)
+    s = np.stack([np.linspace(-2, 2, 8), np.linspace(-1, 3, 8)])
+    path = tmp_path / "arrhenius.h5"
+    d = _synthetic_arrhenius(path, t, s)
+    ev = units.eV_to_K(1.0)
+    x = 1000.0 / t
+
+    fig = plotting.rearrangement_probability_from_file(path, max_bins=8)
+    for sp, ax in enumerate(fig.axes[:2]):
+        assert ax.get_title() == ("Si", "O")[sp]
+        series = _series(ax)
+        for k in range(8):
+            use = d["usable"][sp, :, k]
+            if not use.any():
+                continue
+            px, py = series[f"S = {s[sp, k]:+.2f}"]
+            assert_allclose(px, x[use])
+            assert_allclose(py, d["P_R"][sp, use, k])
+        fits = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-" and ln.get_marker() in ("None", "")]
+        assert len(fits) == 8
+        lx = fits[-1].get_xdata()
+        expected = np.exp(d["bin_fit/Sigma"][sp, -1] - d["bin_fit/DeltaE_K"][sp, -1] * lx / 1000)
+        assert_allclose(fits[-1].get_ydata(), expected, rtol=1e-10)
+
+    fig = plotting.barriers_from_file(path)
+    ax_e, ax_s = fig.axes[:2]
+    se, ss = _series(ax_e), _series(ax_s)
+    for sp, name in enumerate(("Si", "O")):
+        assert_allclose(se[f"{name}, per bin"][1], d["bin_fit/DeltaE_K"][sp] / ev)
+        assert_allclose(se[f"{name}, per bin"][0], s[sp])
+        assert_allclose(ss[f"{name}, per bin"][1], d["bin_fit/Sigma"][sp])
+        (lx, ly), = [v for k, v in se.items() if k.startswith(f"{name}:")]
+        assert_allclose(ly, (d["lines/e0_K"][sp] - d["lines/e1_K"][sp] * lx) / ev)
+        (lx, ly), = [v for k, v in ss.items() if k.startswith(f"{name}:")]
+        assert_allclose(ly, d["lines/Sigma0"][sp] - d["lines/Sigma1"][sp] * lx)
+
+    fig = plotting.crossover_from_file(path)
+    ax_s, ax_e = fig.axes[:2]
+    ss, se = _series(ax_s), _series(ax_e)
+    for sp, name in enumerate(("Si", "O")):
+        assert_allclose(ss[name][1], d["mean_softness/mean"][sp])
+        (lx, ly), = [v for k, v in ss.items() if k.startswith(f"{name}:")]
+        assert_allclose(ly, d["mean_softness/a"][sp] + d["mean_softness/b_per_K"][sp] * lx)
+        assert_allclose(se[f"{name}, from the rearrangement rate"][1], d["crossover/E_app_rate_K"][sp] / ev)
+        assert_allclose(se[rf"{name}, from $\tau_\alpha$"][1], d["crossover/E_app_tau_K"][sp] / ev)
+        lx, ly = se[f"{name}, softness prediction"]
+        assert_allclose(ly * ev, plotting.predicted_apparent_barrier(
+            lx, d["lines/e0_K"][sp], d["lines/e1_K"][sp], d["lines/Sigma1"][sp], d["mean_softness/a"][sp],
+            d["mean_softness/b_per_K"][sp]))
+    bars = [c for c in ax_e.containers if "rearrangement rate" in c.get_label()]
+    for sp, c in enumerate(bars):  # the error bars are each species' own
+        segments = c.lines[2][0].get_segments()
+        assert_allclose([seg[1, 1] - seg[0, 1] for seg in segments],
+                        2 * d["crossover/E_app_rate_K_err"][sp] / ev)
+
+    tau, diff = _synthetic_dynamics(t)
+    dyn = []
+    for k in range(t.size):
+        dyn.append(tmp_path / f"d{k}.h5")
+        _dynamics_file(dyn[-1], t[k], tau[k], diff[k])
+    fig = plotting.relaxation_from_files(dyn, path)
+    ax_tau, ax_d = fig.axes[:2]
+    st, sd = _series(ax_tau), _series(ax_d)
+    for sp, name in enumerate(("Si", "O")):
+        assert_allclose(st[name][1], tau[:, sp])
+        assert_allclose(sd[name][1], diff[:, sp])
+        (lx, ly), = [v for k, v in st.items() if k.startswith(f"{name} Arrhenius (low T)")]
+        assert_allclose(ly, np.exp(d["tau_fit/arrhenius/ln_tau0"][sp]
+                                   + d["tau_fit/arrhenius/E_A_K"][sp] * lx / 1000))
+        (lx, ly), = [v for k, v in st.items() if k.startswith(f"{name} VFT")]
+        assert_allclose(ly, np.exp(d["tau_fit/vft/ln_tau0"][sp]
+                                   + d["tau_fit/vft/B_K"][sp] / (1000 / lx - d["tau_fit/vft/T_VFT_K"][sp])))
+
+    rng = np.random.default_rng(4)
+    species = rng.permutation(np.repeat([0, 1], [40, 80]))
+    values = [np.where(species == 0, rng.normal(-1 + 0.2 * k, 0.3, (50, 120)),
+                       rng.normal(2 - 0.1 * k, 0.5, (50, 120))) for k in range(3)]
+    fig = plotting.softness_distribution_figure([3000.0, 4000.0, 5000.0], values, species)
+    for sp, ax in enumerate(fig.axes[:2]):
+        means = [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert_allclose(means, [v[:, species == sp].mean() for v in values])
+
+    fig = plotting.classifier_figure([0.01, 0.1, 1.0], [[0.7, 0.8, 0.75], [0.6, 0.62, 0.65]],
+                                     C_chosen=[0.1, 1.0], test_accuracy=[0.81, 0.66],
+                                     test_accuracy_err=[0.01, 0.02])
+    sc = _series(fig.axes[0])
+    assert_allclose(sc["Si, cross-validation"][1], [0.7, 0.8, 0.75])
+    assert_allclose(sc["O, cross-validation"][1], [0.6, 0.62, 0.65])
+    assert_allclose(np.concatenate(sc["Si, held-out at chosen C"]).astype(float), [0.1, 0.81])
+    assert_allclose(np.concatenate(sc["O, held-out at chosen C"]).astype(float), [1.0, 0.66])
 
 
 def test_pair_correlation_figure(tmp_path):
