@@ -190,3 +190,28 @@ def test_bad_trajectories_are_clear_errors_and_write_nothing(tmp_path, capsys):
     with pytest.raises(SoftnessError, match="not evenly spaced"):
         dynamics_file(cfg, uneven, out)
     assert not out.exists() and not any(p.name.startswith(".dyn") for p in tmp_path.iterdir())
+
+
+def test_flags_and_warnings_are_per_species(tmp_path, caplog):
+    """Si caged (rattling about fixed sites), O diffusing, atoms of both species interleaved: only
+    O is diffusive and reaches tau_alpha, and the warnings name Si alone."""
+    rng = np.random.default_rng(6)
+    species = rng.permutation(np.repeat([0, 1], [60, 120]))
+    dt, n_frames, box = 10.0, 201, 20.0
+    walk = random_walk(rng, n_frames, species, [0.0, 0.004], dt, box)
+    x = walk + np.where(species == 0, 1.0, 0.0)[None, :, None] * rng.normal(scale=0.1, size=walk.shape)
+    path = write_trajectory(tmp_path / "traj.h5", x, species, box, dt)
+    with caplog.at_level(logging.WARNING):
+        dynamics_file(config.resolve({}), path, tmp_path / "dyn.h5")
+    r = read(tmp_path / "dyn.h5")
+    assert_array_equal(r["diffusive"], [False, True])
+    assert_array_equal(r["tau_alpha_reached"], [False, True])
+    assert np.isnan(r["tau_alpha_fs"][0])
+    assert r["tau_alpha_fs"][1] == pytest.approx(1 / (Q**2 * 0.004), rel=0.1)
+    assert abs(r["D_A2_per_fs"][1] - 0.004) < 3 * r["D_err_A2_per_fs"][1]
+    assert abs(r["D_A2_per_fs"][0]) < 0.01 * 0.004
+    # The caged species' MSD is its plateau, 3 x 2 x (0.1 A)^2; the other's grows as 6 D t.
+    assert_allclose(r["msd_A2"][0][r["lag_frames"] > 5], 0.06, rtol=0.1)
+    assert r["msd_A2"][1][-1] > 10 * r["msd_A2"][0][-1]
+    warned = [rec.getMessage() for rec in caplog.records]
+    assert warned and all(m.startswith("Si:") for m in warned)
