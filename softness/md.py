@@ -12,7 +12,9 @@ Two stages, each a plain function the command line calls:
   with a frame every ``run.frame_interval_fs``.
 
 How it runs. An :class:`Engine` holds the jitted pieces for one system: the neighbour
-list, the integrator (jax_md.simulate) and a *chunk* function that advances the state
+list and explicit pair forces of :mod:`softness.engine` (fixed volume; the constant-pressure
+quench uses jax_md's own neighbour list and energy), the integrator (jax_md.simulate) and a
+*chunk* function that advances the state
 many steps on the device in ``lax.fori_loop``/``lax.scan``, tracking the image flags and
 collecting frames (positions, images, observables) in a device buffer. The host only
 touches data between chunks: it writes frames, checks the neighbour list for overflow
@@ -56,6 +58,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from softness import engine as fast
 from softness import units
 from softness.errors import SoftnessError
 from softness.io import open_input, provenance, temporary_path
@@ -160,13 +163,19 @@ class Engine:
       thermostat_tau_fs, barostat_tau_fs: Nose-Hoover time constants (absolute time).
       pressure_GPa: target pressure for 'npt'.
       cutoff_A, skin_A: potential cutoff and neighbour-list skin.
-      dense: Dense neighbour-list format instead of OrderedSparse.
+      dense: 'npt' only: jax_md's Dense neighbour-list format instead of OrderedSparse (the
+        fixed-volume ensembles always use the dense lists of :mod:`softness.engine`).
       dtype: 'float32' or 'float64' (float64 only inside :func:`precision_scope`).
       frame_every: steps between frames.
       frames_per_chunk: size of the device frame buffer.
       runaway_temperature_K: the chunk flags a kinetic temperature above this.
       velocities: also collect velocities in frames.
-      capacity_multiplier: spare room of a freshly allocated neighbour list.
+      capacity_multiplier: 'npt' only: spare room of a freshly allocated jax_md list.
+
+    Fixed volume ('nvt', 'nve'): forces from :func:`softness.engine.pair_forces` over a
+    dense Verlet list (:func:`softness.engine.verlet_list`), energy and virial from the same
+    kernel at frames. 'npt': jax_md's neighbour list and ``jax.grad`` of its energy, which its
+    barostat needs.
     """
 
     def __init__(self, species, masses, box, *, ensemble="nvt", timestep_fs=1.0, thermostat_tau_fs=100.0,
@@ -199,22 +208,29 @@ class Engine:
         self.extra_capacity = 0
         self.reallocations = 0
         self._cell_list_fn = None
+        self.fast = not self.fractional
 
         dt = units.fs_to_internal(self.timestep_fs)
         box_j = jnp.asarray(self.box0, self.dtype)
         if self.fractional:
             displacement, shift = space.periodic_general(jnp.diag(box_j), fractional_coordinates=True)
-            nl_box = jnp.diag(box_j)
+            self.neighbor_fn, self.energy_fn = silica.bks_energy(
+                displacement, jnp.diag(box_j), self.species, cutoff_A=cutoff_A, skin_A=skin_A,
+                fractional_coordinates=True, dense=dense, capacity_multiplier=capacity_multiplier)
+            forces = self.energy_fn
         else:
-            displacement, shift = space.periodic(box_j)
-            nl_box = box_j
-        self.neighbor_fn, self.energy_fn = silica.bks_energy(
-            displacement, nl_box, self.species, cutoff_A=cutoff_A, skin_A=skin_A,
-            fractional_coordinates=self.fractional, dense=dense, capacity_multiplier=capacity_multiplier)
+            _, shift = space.periodic(box_j)
+            potential = silica.bks_pair_potential(cutoff_A)
+            self.verlet = fast.verlet_list(self.box0, cutoff_A, skin_A)
+            pair_force = fast.pair_forces(potential, self.box0, self.species)
+            self.pair_sums = fast.pair_forces(potential, self.box0, self.species, energy=True)
+
+            def forces(R, neighbor, **unused):
+                return pair_force(R, neighbor)
         kT0 = units.kT(1000.0)  # replaced by the schedule at every step
         if ensemble == "nvt":
             self._init, self._apply = simulate.nvt_nose_hoover(
-                self.energy_fn, shift, dt, kT0, tau=units.fs_to_internal(thermostat_tau_fs))
+                forces, shift, dt, kT0, tau=units.fs_to_internal(thermostat_tau_fs))
         elif ensemble == "npt":
             self.pressure = units.GPa_to_pressure(pressure_GPa)
             self._init, self._apply = simulate.npt_nose_hoover(
@@ -222,7 +238,7 @@ class Engine:
                 barostat_kwargs={"tau": units.fs_to_internal(barostat_tau_fs)},
                 thermostat_kwargs={"tau": units.fs_to_internal(thermostat_tau_fs)})
         else:
-            self._init, self._apply = simulate.nve(self.energy_fn, shift, dt)
+            self._init, self._apply = simulate.nve(forces, shift, dt)
         self._jnp = jnp
         self.chunk = jax.jit(self._chunk)
         self.record = jax.jit(self._record)
@@ -252,7 +268,10 @@ class Engine:
         state, nbrs = c["state"], c["nbrs"]
         step = c["step"] + 1
         kT = units.KB * _target_temperature(step, sched)
-        nbrs = nbrs.update(state.position, **self._force_kwargs(state))
+        if self.fast:
+            nbrs = self.verlet.update(state.position, nbrs)
+        else:
+            nbrs = nbrs.update(state.position, **self._force_kwargs(state))
         old = state.position
         if self.ensemble == "nve":
             state = self._apply(state, neighbor=nbrs)
@@ -292,13 +311,18 @@ class Engine:
         position = position - over * edges
         image = c["image"] + over
 
-        def U(eps):
-            return self.energy_fn(state.position, neighbor=nbrs, perturbation=1 + eps, **box_kw)
+        if self.fast:  # energy and virial sum_pairs r . F from the pair kernel
+            sums = self.pair_sums(state.position, nbrs)
+            pe, virial = sums.energy, sums.virial
+        else:  # virial = -dU/d(eps) under the isotropic strain 1 + eps
+            def U(eps):
+                return self.energy_fn(state.position, neighbor=nbrs, perturbation=1 + eps, **box_kw)
 
-        pe, dU = jax.value_and_grad(U)(jnp.zeros((), self.dtype))
+            pe, dU = jax.value_and_grad(U)(jnp.zeros((), self.dtype))
+            virial = -dU
         ke = self._kinetic(state)
         volume = jnp.prod(edges)
-        pressure = (2 * ke - dU) / (3 * volume)
+        pressure = (2 * ke + virial) / (3 * volume)
         T_target = _target_temperature(c["step"], sched)
         kT = units.KB * T_target
 
@@ -357,6 +381,8 @@ class Engine:
         return self._allocate(state.position, box)
 
     def _allocate(self, R, box=None):
+        if self.fast:
+            return self.verlet.allocate(R, extra=self.extra_capacity)
         kw = {} if box is None else {"box": box}
         nbrs = self.neighbor_fn.allocate(R, extra_capacity=self.extra_capacity, **kw)
         # jax_md keeps the cell size, a static (metadata) field, as a 0-d array; two equal
@@ -419,6 +445,8 @@ class Engine:
     def _overflowed(nbrs) -> bool:
         from jax_md import partition
 
+        if isinstance(nbrs, fast.VerletList):
+            return bool(nbrs.overflow)
         pec = partition.PartitionErrorCode
         bits = pec.NEIGHBOR_LIST_OVERFLOW | pec.CELL_LIST_OVERFLOW | pec.CELL_SIZE_TOO_SMALL
         return bool(int(nbrs.error.code) & int(bits))

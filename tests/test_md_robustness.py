@@ -215,8 +215,8 @@ def test_neighbor_list_overflow_is_redone_and_changes_nothing(engine):
         return capacity, e.reallocations, {k: np.concatenate([f[k] for f in frames]) for k in frames[0]}
 
     cap_ok, n_ok, ok = simulate(0)
-    # A list a third shorter than a fresh one (spare capacity counts per atom): overflows at once.
-    cap_small, n_small, recovered = simulate(-(cap_ok // 3) // e.n_atoms)
+    # A list a third shorter than a fresh one (capacity counts neighbours per atom): overflows at once.
+    cap_small, n_small, recovered = simulate(-(cap_ok // 3))
     assert n_ok == 0 and n_small >= 1
     assert cap_small < cap_ok
     assert sorted(ok) == sorted(recovered)

@@ -259,3 +259,71 @@ def bks_energy(displacement, box, species, *, cutoff_A: float = 8.0, skin_A: flo
         displacement, box, jnp.asarray(species), cutoff=cutoff_A, dr_threshold=skin_A,
         fractional_coordinates=fractional_coordinates, format=fmt,
         capacity_multiplier=capacity_multiplier)
+
+
+#: jax_md's Coulomb conversion factor (kcal/mol A / e^2) and DSF damping (1/A).
+_QQR2E = 332.06371
+_DSF_ALPHA = 0.25
+
+
+def _erfc_as(x, exp_minus_x2):
+    """erfc(x) for x >= 0 by Abramowitz and Stegun 7.1.26, given exp(-x^2)."""
+    t = 1 / (1 + 0.3275911 * x)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return poly * exp_minus_x2
+
+
+def bks_pair_potential(cutoff_A: float = 8.0):
+    """The same potential as :func:`bks_energy` as an explicit kernel for :mod:`softness.engine`.
+
+    u(r) = k Q_ij (erfc(a r)/r - e_s - r f_s) + A_ij exp(-r/rho_ij) + C6_ij/r^6 + C24_ij/r^24
+    for r < cutoff (DSF Coulomb of Fennell and Gezelter with a = 0.25 1/A; jax_md's shifts),
+    and its -u'(r)/r in closed form. The coefficients are jax_md's ``BKS_SILICA_DICT``
+    rounded to float32 as jax_md does (also in float64 runs; k Q_ij too, which jax_md forms
+    in float32), and the self term uses the unrounded charges as jax_md does, so that in
+    float64 both give the same energy.
+    """
+    import jax.numpy as jnp
+    from jax.scipy.special import erfc as jerfc
+    from jax_md import energy as jenergy
+    from scipy.special import erfc
+
+    from softness.engine import PairPotential, coefficient
+
+    p = jenergy.BKS_SILICA_DICT
+    f32 = lambda name: np.asarray(p[name], dtype=np.float32).astype(np.float64).reshape(-1)  # noqa: E731
+    # jax_md multiplies the float32 Q_sq by the Python constant in float32 (weak typing).
+    kq = (np.float32(_QQR2E) * np.asarray(p["Q_sq"], np.float32)).astype(np.float64).reshape(-1)
+    a_exp, inv_rho = f32("exp_coeff"), 1.0 / f32("exp_decay")
+    c6, c24 = f32("attractive_coeff"), f32("repulsive_coeff")
+    a, rc = _DSF_ALPHA, float(cutoff_A)
+    erfc_c = erfc(a * rc)
+    f_shift = -(erfc_c / rc**2 + 2 / np.sqrt(np.pi) * a * np.exp(-a * a * rc * rc) / rc)
+    e_shift = erfc_c / rc - f_shift * rc
+    two_a_sqrt_pi = 2 * a / np.sqrt(np.pi)
+    charges = (jenergy.CHARGE_SILICON, jenergy.CHARGE_OXYGEN)
+    self_energy = tuple(-(e_shift / 2 + a / np.sqrt(np.pi)) * q * q * _QQR2E for q in charges)
+
+    def kernel(r2, pair, dtype):
+        c = lambda table: coefficient(table, pair, dtype)  # noqa: E731
+        r = jnp.sqrt(r2)
+        inv_r = 1 / r
+        inv_r2 = inv_r * inv_r
+        inv_r6 = inv_r2 * inv_r2 * inv_r2
+        g = jnp.exp(-(a * a) * r2)
+        # float32: erfc by Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7, as LAMMPS coul/dsf),
+        # sharing exp(-a^2 r^2) with the force; float64: the exact function.
+        erfc_r = jerfc(a * r) if np.dtype(dtype) == np.float64 else _erfc_as(a * r, g)
+        kQ = c(kq)
+        u_c = kQ * (erfc_r * inv_r - e_shift - r * f_shift)
+        f_c = kQ * (erfc_r * inv_r2 * inv_r + two_a_sqrt_pi * g * inv_r2 + f_shift * inv_r)
+        ir = c(inv_rho)
+        u_b = c(a_exp) * jnp.exp(-r * ir)
+        u6 = c(c6) * inv_r6
+        u24 = c(c24) * (inv_r6 * inv_r6) * (inv_r6 * inv_r6)
+        u = u_c + u_b + u6 + u24
+        f_over_r = f_c + u_b * ir * inv_r + (6 * u6 + 24 * u24) * inv_r2
+        return u, f_over_r
+
+    return PairPotential(name=potential_name(cutoff_A), n_species=2, cutoff=rc, kernel=kernel,
+                         self_energy=self_energy)
