@@ -604,6 +604,15 @@ def test_species_model_bins_and_lines(model_analysis):
             if key != "T0_K":  # a swap of species would show (T0, a ratio, is checked through e1, Sigma1)
                 assert abs(other[key.removesuffix("_K")] - truth) > 6 * err, (name, key)
         assert r["lines/e1_eV"][sp] == pytest.approx(arrhenius.k_to_eV(r["lines/e1_K"][sp]))
+        # T0 is where the lines cross, e1 / Sigma1 of the fit (the slopes, not the intercepts), with
+        # the error of that ratio under the fit's 4 x 4 covariance (Monte Carlo, within 4 errors).
+        e0, e1, sig0, sig1 = (r[f"lines/{k}"][sp] for k in ("e0_K", "e1_K", "Sigma0", "Sigma1"))
+        assert r["lines/T0_K"][sp] == pytest.approx(e1 / sig1, rel=1e-12)
+        rng = np.random.default_rng(sp)
+        samples = rng.multivariate_normal([e0, e1, sig0, sig1], r["lines/cov"][sp], 20000)
+        ratio = samples[:, 1] / samples[:, 3]
+        t0_err = r["lines/T0_K_err"][sp]
+        assert t0_err == pytest.approx(np.std(ratio[np.abs(ratio - e1 / sig1) < 4 * t0_err]), rel=0.15)
 
 
 def test_species_model_mean_softness_and_predicted_barrier(model_analysis):
