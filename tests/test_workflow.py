@@ -316,13 +316,18 @@ def test_products_are_well_formed(finished_run):
                 assert f["softness"].shape == ff["features"].shape[:2]
             assert np.all(np.isfinite(f["softness"][()]))
             assert f.attrs["temperature_K"] == pytest.approx(t)
-    with h5py.File(results / "model.h5") as f:
-        assert f["weights"].shape[0] == 2 and np.all(np.isfinite(f["weights"][()]))
-        assert np.all((f["accuracy"][()] >= 0) & (f["accuracy"][()] <= 1))
+    _check_model_against_its_examples(results, cfg)
     with h5py.File(results / "arrhenius.h5") as f:
-        np.testing.assert_allclose(sorted(f["temperature_K"][()]), sorted(temps))
+        np.testing.assert_allclose(f["temperature_K"][()], sorted(temps))
+        t0, t0_err = f["lines/T0_K"][()], f["lines/T0_K_err"][()]
+        n_fitted = f["lines/n_bins_fitted"][()]
     summary = json.loads((results / "summary.json").read_text())
-    assert set(summary["species"]) == {"Si", "O"}
+    assert list(summary["species"]) == ["Si", "O"]
+    for sp, name in enumerate(("Si", "O")):  # each species' numbers under its own name
+        entry = summary["species"][name]
+        assert entry["n_bins_fitted"] == n_fitted[sp]
+        for got, want in ((entry["T0"]["value"], t0[sp]), (entry["T0"].get("error"), t0_err[sp])):
+            assert (got is None) if not np.isfinite(want) else got == pytest.approx(want)
     assert "| T0 = e1/Sigma1 (K) |" in (results / "summary.md").read_text()
     for name in ("relaxation", "rearrangement_probability", "barriers", "crossover", "pair_correlation",
                  "p_hop", "softness_distributions", "classifier"):
@@ -334,6 +339,38 @@ def test_products_are_well_formed(finished_run):
         assert any("image/png" in o.get("data", {}) for o in outputs), name
     for rule in ("quench", "train", "arrhenius"):
         assert (results / "benchmarks" / f"{rule}.tsv").exists()
+
+
+def _check_model_against_its_examples(results, cfg):
+    """The model's held-out accuracy recounted from its stored examples, the features at T_train
+    and its hyperplanes; and the softness at T_train recomputed from the same hyperplanes."""
+    t_train = config_mod.training_temperature(cfg)
+    with h5py.File(results / "model.h5") as m, h5py.File(results / f"T{t_train:g}" / "features.h5") as ff, \
+            h5py.File(results / f"T{t_train:g}" / "softness.h5") as fs:
+        w, b, mean, scale = (m[k][()] for k in ("weights", "intercept", "mean", "scale"))
+        ex = {k: m["training"][k][()] for k in ("species", "frame", "atom", "label", "is_test")}
+        row_of = {int(f): i for i, f in enumerate(ff["frames"][()])}
+        x = ff["features"][()].astype(np.float64)
+        species = ff["species"][()]
+        for sp in (0, 1):
+            mine = ex["species"] == sp
+            assert np.all(species[ex["atom"][mine]] == sp)
+            # Balanced classes, split into the stored training and held-out counts.
+            assert np.sum(ex["label"][mine] == 1) == np.sum(ex["label"][mine] == 0) > 0
+            test = mine & ex["is_test"].astype(bool)
+            assert m["n_test"][sp] == test.sum() and m["n_train"][sp] == mine.sum() - test.sum()
+            feats = x[[row_of[int(f)] for f in ex["frame"][test]], ex["atom"][test]]
+            predicted = ((feats - mean[sp]) / scale[sp]) @ w[sp] + b[sp] > 0
+            correct = np.sum(predicted == (ex["label"][test] == 1))
+            acc, n = m["accuracy"][sp], test.sum()
+            assert abs(acc * n - correct) <= 1  # float32 features: one example may sit on the plane
+            assert m["accuracy_err"][sp] == pytest.approx(np.sqrt(acc * (1 - acc) / n))
+            # The chosen C has the best cross-validated accuracy of the grid.
+            assert m["C"][sp] == m["C_grid"][int(np.argmax(m["cv_accuracy_mean"][sp]))]
+            # S = (w . x_std + b) / |w| on every atom of this species and frame.
+            x_std = (x[:, species == sp] - mean[sp]) / scale[sp]
+            np.testing.assert_allclose(fs["softness"][()][:, species == sp],
+                                       (x_std @ w[sp] + b[sp]) / np.linalg.norm(w[sp]), rtol=1e-4, atol=1e-4)
 
 
 def test_report_has_every_figure_and_caption(finished_run, tmp_path):
@@ -387,3 +424,116 @@ def test_changing_an_analysis_key_reruns_only_the_analysis(finished_run, tmp_pat
     counts = dry_run(workdir, "--configfile", changed)
     assert counts["arrhenius"] == 1
     assert not {"quench", "md_run", "features", "hops", "dynamics", "train", "apply"} & set(counts)
+
+
+# ---------------------------------------------------------------------------- rerun triggers
+# What each stage's command reads from the config, written down from the code (softness/md.py,
+# structure.py, hops.py, dynamics.py, classifier.py, arrhenius.py), not from the rules: a rule
+# whose params leave out a section its command reads would keep a stale product when that
+# section changes. (temperatures_K is checked above: it reruns only the new temperature.)
+STAGE_READS = {
+    "quench": {"seed", "precision", "system", "potential", "md", "quench"},
+    "md_run": {"seed", "precision", "system", "potential", "md", "run"},
+    "features": {"precision", "features"},
+    "hops": {"hops"},
+    "dynamics": {"dynamics"},
+    "train": {"seed", "train"},
+    "apply": set(),
+    "arrhenius": {"seed", "arrhenius"},
+}
+#: The rules whose products each rule reads.
+RULE_INPUTS = {
+    "quench": set(), "md_run": {"quench"}, "features": {"md_run"}, "hops": {"md_run"}, "dynamics": {"md_run"},
+    "train": {"features", "hops"}, "apply": {"train", "features"}, "arrhenius": {"apply", "hops", "dynamics"},
+    "figure_relaxation": {"dynamics", "arrhenius"}, "figure_rearrangement_probability": {"arrhenius"},
+    "figure_barriers": {"arrhenius"}, "figure_crossover": {"arrhenius"},
+    "figure_pair_correlation": {"md_run"},
+    "figure_p_hop": {"hops"}, "figure_softness_distributions": {"apply"}, "figure_classifier": {"train"},
+}
+PER_TEMPERATURE_RULES = {"md_run", "features", "hops", "dynamics", "apply"}
+
+#: One key per config section changed to another valid value (on top of config/test.yaml).
+SECTION_CHANGES = {
+    "seed": ("seed", None, 2021),
+    "precision": ("precision", None, "float64"),
+    "system": ("system", "density_g_cm3", 2.15),
+    "potential": ("potential", "cutoff_A", 6.9),
+    "md": ("md", "thermostat_tau_fs", 110.0),
+    "quench": ("quench", "cooling_rate_K_per_ps", 2100.0),
+    "run": ("run", "production_time_fs", 4200.0),
+    "features": ("features", "radial_dr_A", 0.2),
+    "hops": ("hops", "t_R_fs", 240.0),
+    "dynamics": ("dynamics", "q_inv_A", 1.8),
+    "train": ("train", "n_per_class", 110),
+    "arrhenius": ("arrhenius", "n_bins", 5),
+}
+
+
+def expected_reruns(section: str) -> tuple[set, set]:
+    """The rules that read ``section`` and all the rules a change of it makes stale."""
+    direct = {rule for rule, reads in STAGE_READS.items() if section in reads}
+    stale = set(direct)
+    while True:
+        more = {rule for rule, inputs in RULE_INPUTS.items() if inputs & stale} - stale
+        if not more:
+            break
+        stale |= more
+    return direct, stale
+
+
+def summary_table(output: str) -> dict:
+    """Rule -> [(output file, status, plan)] from ``snakemake --summary``."""
+    rows = {}
+    for line in output.splitlines():
+        cols = line.split("\t")
+        if len(cols) == 6 and cols[0] != "output_file":
+            rows.setdefault(cols[2], []).append((cols[0], cols[4], cols[5]))
+    return rows
+
+
+def test_every_section_has_a_change_and_every_rule_an_entry(tmp_path):
+    assert set(SECTION_CHANGES) == set(config_mod.resolve({})) - {"temperatures_K"}
+    counts = dry_run(tmp_path, "--configfile", TEST_CONFIG)
+    assert set(counts) - {"all"} == set(RULE_INPUTS)
+    assert set(STAGE_READS) <= set(RULE_INPUTS)
+
+
+@pytest.fixture(scope="module")
+def section_summaries(finished_run, tmp_path_factory):
+    """``snakemake --summary`` of the finished workflow with one key of each config section changed
+    (all at once, as separate Snakemake processes: a summary only reads the workflow's state)."""
+    workdir, _ = finished_run
+    base = yaml.safe_load((workdir / "test.yaml").read_text())
+    d = tmp_path_factory.mktemp("sections")
+    procs = {}
+    for section, (top, key, value) in SECTION_CHANGES.items():
+        cfg = json.loads(json.dumps(base))
+        if key is None:
+            cfg[top] = value
+        else:
+            cfg.setdefault(top, {})[key] = value
+        path = d / f"{section}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        command = snakemake_command(workdir, "--summary", "--configfile", path)
+        procs[section] = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True)
+    out = {}
+    for section, proc in procs.items():
+        text, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (section, text[-3000:])
+        out[section] = text
+    return out
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_CHANGES))
+def test_changing_one_key_of_a_section_reruns_exactly_its_dependants(section_summaries, section):
+    """Every product of a rule that reads the section has its params changed, no other; and
+    exactly those and everything made from them are planned for an update."""
+    table = summary_table(section_summaries[section])
+    assert set(table) == set(RULE_INPUTS), section_summaries[section][-3000:]
+    direct, stale = expected_reruns(section)
+    assert direct, section
+    for rule, rows in table.items():
+        for path, status, plan in rows:
+            assert (status == "params changed") == (rule in direct), (section, rule, path, status)
+            assert (plan != "no update") == (rule in stale), (section, rule, path, plan)
