@@ -562,6 +562,7 @@ def model_analysis(tmp_path_factory):
         r = {}
         f.visititems(lambda name, obj: r.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
                      else None)
+    r["_dir"] = d
     return r, json.loads((d / "summary.json").read_text()), (d / "summary.md").read_text()
 
 
@@ -585,6 +586,22 @@ def test_species_model_bins_and_lines(model_analysis):
                      m["Sigma0"] - m["Sigma1"] * s_bin[fitted]).max() < 4, name
         assert pulls(r["bin_fit/DeltaE_K"][sp, fitted], r["bin_fit/DeltaE_K_err"][sp, fitted],
                      m["e0"] - m["e1"] * s_bin[fitted]).max() < 4, name
+        # The counts, recounted from the files: softness on every frame, so an atom rearranges at a
+        # frame where its label is 1, and counts where p_hop is defined.
+        for k, t in enumerate(MODEL_TEMPS):
+            d = r["_dir"]
+            with h5py.File(d / f"softness_{t:g}.h5") as fs, h5py.File(d / f"hops_{t:g}.h5") as fh:
+                mine = fs["species"][()] == sp
+                soft = fs["softness"][()][:, mine]
+                defined = np.isfinite(fh["p_hop"][()][:, mine])
+                event = fh["labels"][()][:, mine] == 1
+            e = r["bins/edges"][sp]
+            in_bin = [defined & (soft >= lo) & ((soft < hi) if j < e.size - 2 else (soft <= hi))
+                      for j, (lo, hi) in enumerate(zip(e[:-1], e[1:], strict=True))]
+            assert_array_equal(r["n_samples"][sp, k], [b.sum() for b in in_bin])
+            assert_array_equal(r["n_events"][sp, k], [(b & event).sum() for b in in_bin])
+            assert r["rate/P_R_mean"][sp, k] == pytest.approx(event[defined].mean(), rel=1e-12)
+            assert r["mean_softness/mean"][sp, k] == pytest.approx(soft.astype(np.float64).mean(), rel=1e-9)
         # Per (T, bin): P_R against the model averaged over the atoms of that bin at that T.
         edges = r["bins/edges"][sp]
         for k, t in enumerate(MODEL_TEMPS):
