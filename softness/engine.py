@@ -60,7 +60,7 @@ def minimum_image(d, box):
     """Minimum-image displacement in an orthorhombic box (``round``, not ``mod``: cheaper)."""
     import jax.numpy as jnp
 
-    return d - box * jnp.round(d / box)
+    return d - box * jnp.round(d * (1 / box))
 
 
 def _select_bit(word, rank):
@@ -130,6 +130,8 @@ class VerletListFns:
     allocate: Callable
     build: Callable
     update: Callable
+    needs_rebuild: Callable
+    fullest_row: Callable
     cutoff: float
     skin: float
 
@@ -172,26 +174,53 @@ def verlet_list(box, cutoff: float, skin: float) -> VerletListFns:
         return VerletList(idx=idx, reference=R, overflow=nbrs.overflow | (fullest > idx.shape[-1]),
                           max_neighbors=jnp.maximum(nbrs.max_neighbors, fullest), builds=nbrs.builds + 1)
 
-    def update(R, nbrs):
+    def needs_rebuild(R, nbrs):
         b = jnp.asarray(box_np, R.dtype)
         d = minimum_image(R - nbrs.reference, b)
-        moved = jnp.max(jnp.sum(d * d, axis=-1)) > half_skin2
-        return lax.cond(moved, build, lambda R, nbrs: nbrs, R, nbrs)
+        return jnp.max(jnp.sum(d * d, axis=-1)) > half_skin2
+
+    def update(R, nbrs):
+        return lax.cond(needs_rebuild(R, nbrs), build, lambda R, nbrs: nbrs, R, nbrs)
+
+    def fullest_row(R) -> int:
+        R = jnp.asarray(R)
+        _, count = _build(R, jnp.asarray(box_np, R.dtype), r_list, CAPACITY_ALIGN)
+        return int(jnp.max(count))
 
     def allocate(R, capacity: int | None = None, extra: int = 0):
         R = jnp.asarray(R)
         n = R.shape[0]
         if capacity is None:
-            _, count = _build(R, jnp.asarray(box_np, R.dtype), r_list, CAPACITY_ALIGN)
-            capacity = capacity_for(int(jnp.max(count)), extra)
+            capacity = capacity_for(fullest_row(R), extra)
         capacity = max(1, min(int(capacity), n - 1))
         empty = VerletList(idx=jnp.full((n, capacity), n, jnp.int32), reference=R,
                            overflow=jnp.zeros((), bool), max_neighbors=jnp.zeros((), jnp.int32),
                            builds=jnp.zeros((), jnp.int32))
         return build(R, empty)
 
-    return VerletListFns(allocate=allocate, build=build, update=update, cutoff=float(cutoff),
-                         skin=float(skin))
+    return VerletListFns(allocate=allocate, build=build, update=update, needs_rebuild=needs_rebuild,
+                         fullest_row=fullest_row, cutoff=float(cutoff), skin=float(skin))
+
+
+def update_replicas(fns: VerletListFns, R, nbrs):
+    """``update`` for replicas stacked on a leading axis ([B, N, 3] positions).
+
+    Each replica's list is rebuilt exactly when that replica needs it (as in a single run);
+    the build runs, for all replicas at once, only on steps where at least one needs it,
+    since a ``lax.cond`` under ``vmap`` would run both branches on every step.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    need = jax.vmap(fns.needs_rebuild)(R, nbrs)
+
+    def rebuild(R, nbrs):
+        new = jax.vmap(fns.build)(R, nbrs)
+        return jax.tree.map(lambda a, b: jnp.where(need.reshape(need.shape + (1,) * (a.ndim - 1)), a, b),
+                            new, nbrs)
+
+    return lax.cond(jnp.any(need), rebuild, lambda R, nbrs: nbrs, R, nbrs)
 
 
 # ---------------------------------------------------------------------------- pair potentials
@@ -260,7 +289,7 @@ def pair_forces(potential: PairPotential, box, species, *, energy: bool = False)
         d = minimum_image(R[:, None, :] - R[j], b)
         r2 = jnp.sum(d * d, axis=-1)
         inside = valid & (r2 < rc2)
-        pair = sp[:, None] * potential.n_species + sp[j]
+        pair = sp[:, None] * potential.n_species + sp[j]  # a small-integer gather, like R[j]
         u, f_over_r = potential.kernel(jnp.where(inside, r2, rc2), pair, dtype)
         f_over_r = jnp.where(inside, f_over_r, 0)
         force = jnp.sum(f_over_r[..., None] * d, axis=1)

@@ -171,6 +171,12 @@ class Engine:
       runaway_temperature_K: the chunk flags a kinetic temperature above this.
       velocities: also collect velocities in frames.
       capacity_multiplier: 'npt' only: spare room of a freshly allocated jax_md list.
+      replicas: None for one system; an integer B for B independent replicas of it (same
+        species and box; own positions, velocities, thermostat and target temperature)
+        advanced in one jitted program ('nvt' and 'nve'). Every leaf of the carry and of
+        the frames then has a leading replica axis (frames: [frames, B, ...]), except the
+        step, which all replicas share; :meth:`init` takes per-replica arguments and
+        :meth:`advance` a [B, 4] schedule.
 
     Fixed volume ('nvt', 'nve'): forces from :func:`softness.engine.pair_forces` over a
     dense Verlet list (:func:`softness.engine.verlet_list`), energy and virial from the same
@@ -181,7 +187,7 @@ class Engine:
     def __init__(self, species, masses, box, *, ensemble="nvt", timestep_fs=1.0, thermostat_tau_fs=100.0,
                  barostat_tau_fs=1000.0, pressure_GPa=0.0, cutoff_A=8.0, skin_A=1.0, dense=False,
                  dtype="float32", frame_every=1, frames_per_chunk=1, runaway_temperature_K=math.inf,
-                 velocities=False, capacity_multiplier=1.25):
+                 velocities=False, capacity_multiplier=1.25, replicas=None):
         import jax
         import jax.numpy as jnp
         from jax_md import simulate, space
@@ -209,6 +215,9 @@ class Engine:
         self.reallocations = 0
         self._cell_list_fn = None
         self.fast = not self.fractional
+        self.replicas = None if replicas is None else int(replicas)
+        if self.replicas is not None and (not self.fast or self.replicas < 1):
+            raise ValueError("replicas need a fixed-volume ensemble (nvt or nve) and at least one replica")
 
         dt = units.fs_to_internal(self.timestep_fs)
         box_j = jnp.asarray(self.box0, self.dtype)
@@ -263,15 +272,30 @@ class Engine:
             return {"box": self._jnp.diag(self.box_of(state))}
         return {}
 
+    def _axes(self, c):
+        """vmap axes of a carry: the replica axis everywhere but the shared step."""
+        return {k: None if k == "step" else 0 for k in c}
+
     def _step(self, c, sched):
-        jnp = self._jnp
+        import jax
+
         state, nbrs = c["state"], c["nbrs"]
-        step = c["step"] + 1
-        kT = units.KB * _target_temperature(step, sched)
+        if self.replicas is not None:
+            c = dict(c, nbrs=fast.update_replicas(self.verlet, state.position, nbrs))
+            axes = self._axes(c)
+            return jax.vmap(self._integrate, in_axes=(axes, 0), out_axes=axes)(c, sched)
         if self.fast:
             nbrs = self.verlet.update(state.position, nbrs)
         else:
             nbrs = nbrs.update(state.position, **self._force_kwargs(state))
+        return self._integrate(dict(c, nbrs=nbrs), sched)
+
+    def _integrate(self, c, sched):
+        """One step of one system whose neighbour list is up to date."""
+        jnp = self._jnp
+        state, nbrs = c["state"], c["nbrs"]
+        step = c["step"] + 1
+        kT = units.KB * _target_temperature(step, sched)
         old = state.position
         if self.ensemble == "nve":
             state = self._apply(state, neighbor=nbrs)
@@ -294,6 +318,13 @@ class Engine:
 
     def _record(self, c, sched):
         """One frame: wrapped positions, images, box and observables (units of the files)."""
+        import jax
+
+        if self.replicas is not None:
+            return jax.vmap(self._record_one, in_axes=(self._axes(c), 0))(c, sched)
+        return self._record_one(c, sched)
+
+    def _record_one(self, c, sched):
         import jax
         from jax_md import simulate
 
@@ -377,8 +408,18 @@ class Engine:
 
     def allocate(self, state):
         """A fresh neighbour list for ``state`` with the current spare capacity."""
+        if self.replicas is not None:
+            return self._allocate_replicas(state.position)
         box = self._jnp.diag(self.box_of(state)) if self.fractional else None
         return self._allocate(state.position, box)
+
+    def _allocate_replicas(self, R):
+        """Lists of one capacity (the fullest replica's) for replicas stacked on axis 0."""
+        import jax
+
+        capacity = max(fast.capacity_for(self.verlet.fullest_row(r), self.extra_capacity) for r in R)
+        lists = [self.verlet.allocate(r, capacity=capacity) for r in R]
+        return jax.tree.map(lambda *a: self._jnp.stack(a), *lists)
 
     def _allocate(self, R, box=None):
         if self.fast:
@@ -408,7 +449,29 @@ class Engine:
           temperature_K: temperature of the initial velocities (and of the thermostat mass).
           velocities_A_fs: [N, 3] initial velocities instead (A/fs); momenta are m v.
           box: box edges for 'npt' (default: the engine's box).
+
+        With replicas, every argument but ``box`` is a sequence over replicas (velocities
+        and temperatures may be None).
         """
+        if self.replicas is not None:
+            return self._init_replicas(positions, key, temperature_K, velocities_A_fs)
+        state = self._init_state(positions, key, temperature_K, velocities_A_fs, box)
+        return self.carry(state, np.zeros((self.n_atoms, 3), np.int32), 0)
+
+    def _init_replicas(self, positions, keys, temperatures, velocities):
+        import jax
+
+        b = self.replicas
+        if len(positions) != b or len(keys) != b:
+            raise ValueError(f"init needs positions and keys for each of the {b} replicas")
+        temperatures = [None] * b if temperatures is None else list(temperatures)
+        velocities = [None] * b if velocities is None else list(velocities)
+        states = [self._init_state(positions[i], keys[i], temperatures[i], velocities[i], None)
+                  for i in range(b)]
+        state = jax.tree.map(lambda *a: self._jnp.stack(a), *states)
+        return self.carry(state, np.zeros((b, self.n_atoms, 3), np.int32), 0)
+
+    def _init_state(self, positions, key, temperature_K, velocities_A_fs, box):
         jnp = self._jnp
         R = self.to_internal_positions(positions, box)
         mass = jnp.asarray(self.masses, self.dtype)
@@ -428,14 +491,21 @@ class Engine:
         else:
             nbrs = self._allocate(R)
             state = self._init(key, R, kT, mass=mass, momenta=momenta, neighbor=nbrs)
-        return self.carry(state, np.zeros((self.n_atoms, 3), np.int32), 0)
+        return state
 
     def carry(self, state, image, step):
         """The loop carry for ``state`` with a freshly built neighbour list."""
         jnp = self._jnp
+        shape = () if self.replicas is None else (self.replicas,)
         return dict(state=state, nbrs=self.allocate(state), image=jnp.asarray(image, jnp.int32),
-                    step=jnp.asarray(step, jnp.int32), bad_code=jnp.zeros((), jnp.int32),
-                    bad_step=jnp.zeros((), jnp.int32), bad_value=jnp.zeros((), self.dtype))
+                    step=jnp.asarray(step, jnp.int32), bad_code=jnp.zeros(shape, jnp.int32),
+                    bad_step=jnp.zeros(shape, jnp.int32), bad_value=jnp.zeros(shape, self.dtype))
+
+    def replica(self, c, b: int):
+        """Replica ``b`` of a batched carry, as the carry of a single run (e.g. a checkpoint)."""
+        import jax
+
+        return {k: v if k == "step" else jax.tree.map(lambda a: a[b], v) for k, v in c.items()}
 
     def rebuild(self, c):
         """``c`` with its neighbour list rebuilt from scratch (checkpoint boundaries)."""
@@ -446,7 +516,7 @@ class Engine:
         from jax_md import partition
 
         if isinstance(nbrs, fast.VerletList):
-            return bool(nbrs.overflow)
+            return bool(np.any(np.asarray(nbrs.overflow)))
         pec = partition.PartitionErrorCode
         bits = pec.NEIGHBOR_LIST_OVERFLOW | pec.CELL_LIST_OVERFLOW | pec.CELL_SIZE_TOO_SMALL
         return bool(int(nbrs.error.code) & int(bits))
@@ -482,8 +552,36 @@ class Engine:
         frames = {k: np.asarray(v[:n_frames]) for k, v in frames.items()}
         return new, frames
 
-    def check(self, c, frames, *, step_to_fs=None) -> None:
-        """Raise a SoftnessError naming the step and quantity if the chunk went bad."""
+    @staticmethod
+    def replica_frames(frames, b: int) -> dict:
+        """Replica ``b``'s frames from the frames of a batched chunk."""
+        return {k: v[:, b] for k, v in frames.items()}
+
+    def failures(self, c, frames, *, names=None, step_to_fs=None) -> dict:
+        """{replica: one sentence} for every replica whose chunk went bad (batched engines).
+
+        A replica that blows up does not touch the others: each integrates on its own, so
+        their frames and states stay valid and they can go on without it.
+        """
+        out = {}
+        for b in range(self.replicas):
+            try:
+                self._check_one(self.replica(c, b), self.replica_frames(frames, b), step_to_fs)
+            except SoftnessError as exc:
+                name = f"replica {b}" + (f" ({names[b]})" if names is not None else "")
+                out[b] = f"{name}: {exc}"
+        return out
+
+    def check(self, c, frames, *, step_to_fs=None, names=None) -> None:
+        """Raise a SoftnessError naming the step and quantity (and replica) if the chunk went bad."""
+        if self.replicas is not None:
+            bad = self.failures(c, frames, names=names, step_to_fs=step_to_fs)
+            if bad:
+                raise SoftnessError(next(iter(bad.values())))
+            return
+        self._check_one(c, frames, step_to_fs)
+
+    def _check_one(self, c, frames, step_to_fs=None) -> None:
         step_to_fs = step_to_fs or (lambda s: s * self.timestep_fs)
         code = int(c["bad_code"])
         if code:
