@@ -2,11 +2,12 @@
 
 P = (2 KE - dU/d(eps)) / (3 V) with U(eps) the energy of positions and box scaled by 1 + eps
 (an isotropic strain, V -> V (1 + eps)^3). The virial part is checked here against a central
-finite difference of the potential energy that the Engine itself reports for the scaled
-configuration, built as a new Engine on the scaled box; the kinetic part against
-sum m v^2 / (3 V) from the velocities handed in, converted with SI constants written out here.
-Only the public Engine API is used (constructor, ``init``, ``record``), so the check holds for
-whatever computes forces and virials inside it.
+finite difference of the potential energy an Engine reports for the strained configuration
+(positions and box scaled, handed to a constant-pressure Engine, whose box is part of its
+state); the kinetic part against sum m v^2 / (3 V) from the velocities handed in, converted
+with SI constants written out here. Both the fixed-volume Engine and the constant-pressure one
+are checked. Only the public Engine API is used (constructor, ``init``, ``record``), so the
+check holds for whatever computes forces and virials inside it.
 """
 
 import numpy as np
