@@ -158,6 +158,7 @@ def verlet_list(box, cutoff: float, skin: float) -> VerletListFns:
       capacity; ``build(R, nbrs)`` and
       ``update(R, nbrs)`` (rebuild only when needed) keep the capacity.
     """
+    import jax
     import jax.numpy as jnp
     from jax import lax
 
@@ -174,6 +175,8 @@ def verlet_list(box, cutoff: float, skin: float) -> VerletListFns:
         return VerletList(idx=idx, reference=R, overflow=nbrs.overflow | (fullest > idx.shape[-1]),
                           max_neighbors=jnp.maximum(nbrs.max_neighbors, fullest), builds=nbrs.builds + 1)
 
+    _build_jit = jax.jit(build)
+
     def needs_rebuild(R, nbrs):
         b = jnp.asarray(box_np, R.dtype)
         d = minimum_image(R - nbrs.reference, b)
@@ -182,10 +185,12 @@ def verlet_list(box, cutoff: float, skin: float) -> VerletListFns:
     def update(R, nbrs):
         return lax.cond(needs_rebuild(R, nbrs), build, lambda R, nbrs: nbrs, R, nbrs)
 
+    @jax.jit
+    def _fullest(R):
+        return jnp.max(_build(R, jnp.asarray(box_np, R.dtype), r_list, CAPACITY_ALIGN)[1])
+
     def fullest_row(R) -> int:
-        R = jnp.asarray(R)
-        _, count = _build(R, jnp.asarray(box_np, R.dtype), r_list, CAPACITY_ALIGN)
-        return int(jnp.max(count))
+        return int(_fullest(jnp.asarray(R)))
 
     def allocate(R, capacity: int | None = None, extra: int = 0):
         R = jnp.asarray(R)
@@ -196,7 +201,7 @@ def verlet_list(box, cutoff: float, skin: float) -> VerletListFns:
         empty = VerletList(idx=jnp.full((n, capacity), n, jnp.int32), reference=R,
                            overflow=jnp.zeros((), bool), max_neighbors=jnp.zeros((), jnp.int32),
                            builds=jnp.zeros((), jnp.int32))
-        return build(R, empty)
+        return _build_jit(R, empty)
 
     return VerletListFns(allocate=allocate, build=build, update=update, needs_rebuild=needs_rebuild,
                          fullest_row=fullest_row, cutoff=float(cutoff), skin=float(skin))
