@@ -1,0 +1,298 @@
+"""The Kob-Andersen 80:20 liquid (softness.systems.kob_andersen) against brute force and jax_md.
+
+* The engine kernel summed over the Verlet list gives the energy, forces and virial of a
+  brute-force NumPy all-pairs sum of per-pair truncated-and-shifted LJ (parameters written out
+  here, independently of the module) on random packings at density 1.2 and on a FIRE-relaxed
+  one: float64 to 1e-12, float32 to 3e-5 (forces) and 1e-5 (energy, virial) of the size of
+  the terms summed.
+* Each pair's energy is continuous at its own cutoff 2.5 sigma_ab, zero beyond, and has its
+  minimum -eps_ab (less the shift) at 2^(1/6) sigma_ab; the force jumps there (truncated and
+  shifted, not shifted-force), as in the standard model.
+* jax_md's smap (all pairs, and with its neighbour list) gives the same energy, forces, and
+  virial -dU/d(strain).
+* Species, masses, box sizes, random packings and the box check.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from softness import engine, md
+from softness.errors import SoftnessError
+from softness.systems import kob_andersen as ka
+
+# Kob and Andersen, PRE 51, 4626 (1995), written out here so that a wrong table in the module
+# is caught: (sigma_ab, eps_ab) by species pair, species 0 = A, 1 = B.
+PAIRS = {(0, 0): (1.0, 1.0), (0, 1): (0.8, 1.5), (1, 0): (0.8, 1.5), (1, 1): (0.88, 0.5)}
+RC = 2.5  # in units of each pair's sigma
+
+
+def _lj(r, sigma, eps):
+    return 4 * eps * ((sigma / r) ** 12 - (sigma / r) ** 6)
+
+
+def _brute_force(positions, box, species):
+    """(energy, forces [N, 3], virial sum_{i<j} r_ij . F_ij, scales), float64, all pairs, minimum
+    image. ``scales`` = (sum of |u_ij|, [N] sum over j of |F_ij|, sum of |r_ij . F_ij|): the sizes
+    of the terms, which set float32 rounding (the sums themselves may nearly cancel)."""
+    n = len(species)
+    d = positions[:, None, :] - positions[None, :, :]
+    d -= box * np.round(d / box)
+    r2 = np.sum(d * d, axis=-1)
+    np.fill_diagonal(r2, 1e6)  # self pairs: far beyond every cutoff
+    r = np.sqrt(r2)
+    sigma = np.empty((n, n))
+    eps = np.empty((n, n))
+    for (a, b), (s, e) in PAIRS.items():
+        sel = (species[:, None] == a) & (species[None, :] == b)
+        sigma[sel], eps[sel] = s, e
+    rc = RC * sigma
+    inside = r < rc
+    u = np.where(inside, _lj(r, sigma, eps) - _lj(rc, sigma, eps), 0.0)
+    # -du/dr / r
+    f_over_r = np.where(inside, 24 * eps * (2 * (sigma / r) ** 12 - (sigma / r) ** 6) / r**2, 0.0)
+    forces = np.sum(f_over_r[..., None] * d, axis=1)
+    scales = (0.5 * np.abs(u).sum(), np.sum(np.abs(f_over_r) * r, axis=1),
+              0.5 * np.sum(np.abs(f_over_r) * r2))
+    return 0.5 * u.sum(), forces, 0.5 * np.sum(f_over_r * r2), scales
+
+
+def _random_liquid(n, seed, d_min=0.8):
+    """``n`` particles at density 1.2 by random sequential addition, no two closer than ``d_min``
+    (so every pair distance beyond it occurs, unlike on a lattice); B particles placed at random."""
+    rng = np.random.default_rng(seed)
+    box = ka.box_for(n, 1.2)
+    positions = np.empty((n, 3))
+    k = 0
+    while k < n:
+        # The first acceptable of 64 uniform trials: the same law as trying one at a time.
+        trials = rng.uniform(0, box, size=(64, 3))
+        d = positions[:k, None, :] - trials[None, :, :]
+        d -= box * np.round(d / box)
+        ok = np.all(np.sum(d * d, axis=-1) >= d_min * d_min, axis=0)
+        if ok.any():
+            positions[k] = trials[np.argmax(ok)]
+            k += 1
+    return positions, ka.species_for(n), box
+
+
+# One system size for every random liquid, so that the jitted functions below are compiled
+# once per precision and reused across seeds (compilation, not arithmetic, is the cost here).
+N = 250
+CAPACITY = 160  # slots per row: the fullest row within 2.5 + 0.3 sigma has ~130 at d_min 0.8
+
+
+@functools.lru_cache
+def _engine_fns(n):
+    """(Verlet list fns, jitted pair sums) for ``n`` particles of species_for(n) at density 1.2;
+    the jitted function retraces per dtype by itself."""
+    import jax
+
+    box = ka.box_for(n, 1.2)
+    return (engine.verlet_list(box, 2.5, 0.3),
+            jax.jit(engine.pair_forces(ka.ka_pair_potential(), box, ka.species_for(n), energy=True)))
+
+
+def _ours(positions, dtype):
+    import jax.numpy as jnp
+
+    vl, fn = _engine_fns(len(positions))
+    R = jnp.asarray(positions, dtype)
+    nbrs = vl.allocate(R, capacity=CAPACITY)
+    assert not bool(nbrs.overflow)
+    out = fn(R, nbrs)
+    return float(out.energy), np.asarray(out.force, np.float64), float(out.virial)
+
+
+@functools.lru_cache
+def _jax_md_fn(n):
+    import jax
+    import jax.numpy as jnp
+    from jax_md import space
+
+    displacement, _ = space.periodic(jnp.asarray(ka.box_for(n, 1.2)))
+    energy_fn = ka.ka_energy(displacement, ka.species_for(n))
+
+    @jax.jit
+    def reference(R):
+        e, g = jax.value_and_grad(energy_fn)(R)
+        dU = jax.grad(lambda eps: energy_fn(R, perturbation=1 + eps))(jnp.zeros((), R.dtype))
+        return e, -g, -dU
+
+    return reference
+
+
+def _jax_md_reference(positions):
+    """(energy, forces, virial) from the all-pairs smap.pair energy; virial = -dU/d(strain)."""
+    import jax.numpy as jnp
+
+    e, f, w = _jax_md_fn(len(positions))(jnp.asarray(positions))
+    return float(e), np.asarray(f), float(w)
+
+
+def _relative(a, b):
+    return np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b))
+
+
+def _relaxed(positions, box, species, steps=300):
+    """A short FIRE descent on the jax_md reference energy (float64): a dense, partly relaxed
+    packing (U/N ~ -7.2 from a random one at +9), with liquid-like nearest-neighbour distances."""
+    import jax
+    import jax.numpy as jnp
+    from jax_md import minimize, space
+
+    with md.precision_scope("float64"):
+        displacement, shift = space.periodic(jnp.asarray(box))
+        init, apply = minimize.fire_descent(ka.ka_energy(displacement, species), shift,
+                                            dt_start=0.001, dt_max=0.005)
+        R = jax.jit(lambda R: jax.lax.fori_loop(0, steps, lambda i, s: apply(s), init(R)).position)(
+            jnp.asarray(positions))
+    return np.mod(np.asarray(R), box)
+
+
+@pytest.fixture(scope="module", params=["random-1", "random-2", "relaxed-3"])
+def liquid(request):
+    kind, seed = request.param.split("-")
+    positions, species, box = _random_liquid(N, int(seed))
+    if kind == "relaxed":
+        positions = _relaxed(positions, box, species)
+    reference = _brute_force(positions, box, species)
+    if kind == "relaxed":
+        assert reference[0] / N < -7  # bound, not merely non-overlapping
+    return positions, species, box, reference
+
+
+def test_random_liquids_put_pairs_of_every_type_at_their_cutoffs(liquid):
+    """The comparisons below exercise each pair's cutoff: every pair type has pairs within
+    0.03 sigma on both sides of its own cutoff."""
+    positions, species, box, _ = liquid
+    d = positions[:, None, :] - positions[None, :, :]
+    d -= box * np.round(d / box)
+    r = np.sqrt(np.sum(d * d, axis=-1))
+    for (a, b), (sigma, _) in PAIRS.items():
+        sel = (species[:, None] == a) & (species[None, :] == b)
+        near = r[sel] - RC * sigma
+        assert np.any((near < 0) & (near > -0.03)) and np.any((near > 0) & (near < 0.03)), (a, b)
+
+
+def test_kernel_matches_brute_force_in_float64(liquid):
+    positions, species, box, (e_ref, f_ref, w_ref, _) = liquid
+    with md.precision_scope("float64") as dtype:
+        e, f, w = _ours(positions, dtype)
+    assert e == pytest.approx(e_ref, rel=1e-12)
+    assert _relative(f, f_ref) < 1e-12
+    assert_allclose(f, f_ref, rtol=0, atol=1e-10 * np.abs(f_ref).max())
+    assert w == pytest.approx(w_ref, rel=1e-12)
+
+
+def test_kernel_float32_is_within_rounding_of_the_float64_brute_force(liquid):
+    """float32 errors measured against the size of the terms summed (pair forces, pair
+    energies, pair virials), since in a relaxed packing the net force nearly cancels: each
+    atom's force within 3e-5 of the sum of its |pair forces| (measured <= 5.5e-6, mostly the
+    positions and minimum-image differences rounded to float32), energy and virial within 1e-5
+    of the sum of |terms| (measured <= 5.4e-7). A missing shift moves the energy by ~2 % of it."""
+    positions, species, box, (e_ref, f_ref, w_ref, (u_scale, f_scale, w_scale)) = liquid
+    with md.precision_scope("float32") as dtype:
+        e, f, w = _ours(positions, dtype)
+    assert np.max(np.linalg.norm(f - f_ref, axis=1) / f_scale) < 3e-5
+    assert abs(e - e_ref) < 1e-5 * u_scale
+    assert abs(w - w_ref) < 1e-5 * w_scale
+
+
+@pytest.mark.parametrize("precision, tol", [("float64", 1e-12), ("float32", 1e-6)])
+def test_each_pair_is_truncated_and_shifted_at_its_own_cutoff(precision, tol):
+    """For AA, AB and BB: u(r) -> 0 as r -> 2.5 sigma_ab from below (within |u'| dr), u = 0 and
+    F = 0 exactly beyond, the force jumps to zero there (no force shift), and the minimum is
+    -eps_ab - u_LJ(r_c) at 2^(1/6) sigma_ab."""
+    import jax.numpy as jnp
+
+    potential = ka.ka_pair_potential()
+    assert potential.cutoff == 2.5 and potential.n_species == 2
+    with md.precision_scope(precision) as dtype:
+        for (a, b), (sigma, eps) in PAIRS.items():
+            rc = RC * sigma
+            just_below = np.nextafter(dtype.type(rc), dtype.type(0))
+            r_min = 2 ** (1 / 6) * sigma
+            r = np.array([rc - 1e-3, rc - 1e-5, just_below, rc, rc + 1e-6, rc + 0.1, r_min], dtype)
+            pair = np.full(len(r), a * 2 + b)
+            u, f_over_r = potential.kernel(jnp.asarray(r * r, dtype), jnp.asarray(pair), dtype)
+            u, f = np.asarray(u, np.float64), np.asarray(f_over_r, np.float64) * r
+            f_rc = 24 * eps * (2 * (sigma / rc) ** 12 - (sigma / rc) ** 6) / rc  # -u'(r_c), > 0 is repulsive
+            # Continuous from below: |u(r_c - dr)| <= |F(r_c)| dr, to rounding.
+            for k, dr in enumerate((1e-3, 1e-5)):
+                assert abs(u[k]) <= abs(f_rc) * dr * 1.01 + tol * eps, (a, b, dr, u[k])
+                assert u[k] < 0  # the attractive tail approaches zero from below
+            assert abs(u[2]) <= tol * eps
+            # Zero at and beyond the cutoff, exactly.
+            assert_array_equal(u[3:6], 0.0)
+            assert_array_equal(f[3:6], 0.0)
+            # The force just inside is the plain LJ force (truncated and shifted, not force-shifted).
+            assert f[1] == pytest.approx(f_rc, rel=max(tol * 10, 1e-4))
+            assert f_rc < -0.03 * eps  # a real jump: the LJ tail is attractive there
+            # The well: depth eps_ab at 2^(1/6) sigma_ab, raised by the shift.
+            assert u[6] == pytest.approx(-eps - _lj(rc, sigma, eps), rel=tol * 10)
+            assert abs(f[6]) < 1e-4 * eps
+
+
+def test_matches_the_jax_md_smap_reference_in_float64(liquid):
+    """The engine kernel against the energy built on jax_md.smap.pair (forces by autodiff, the
+    virial as -dU/d(strain)), and that reference against the brute force."""
+    positions, species, box, (e_bf, f_bf, _, _) = liquid
+    with md.precision_scope("float64") as dtype:
+        e_ref, f_ref, w_ref = _jax_md_reference(positions)
+        e, f, w = _ours(positions, dtype)
+    assert e_ref == pytest.approx(e_bf, rel=1e-12)
+    assert _relative(f_ref, f_bf) < 1e-12
+    assert e == pytest.approx(e_ref, rel=1e-12)
+    assert _relative(f, f_ref) < 1e-12
+    assert w == pytest.approx(w_ref, rel=1e-12)
+
+
+def test_jax_md_neighbor_list_energy_matches_brute_force():
+    import jax
+    import jax.numpy as jnp
+    from jax_md import space
+
+    positions, species, box = _random_liquid(N, 3)
+    e_bf, f_bf, _, _ = _brute_force(positions, box, species)
+    with md.precision_scope("float64"):
+        displacement, _ = space.periodic(jnp.asarray(box))
+        neighbor_fn, energy_fn = ka.ka_energy_neighbor_list(displacement, jnp.asarray(box), species)
+        R = jnp.asarray(positions)
+        nbrs = neighbor_fn.allocate(R)
+        assert not nbrs.did_buffer_overflow
+        e, g = jax.jit(jax.value_and_grad(energy_fn))(R, nbrs)
+    assert float(e) == pytest.approx(e_bf, rel=1e-12)
+    assert _relative(-np.asarray(g), f_bf) < 1e-12
+
+
+def test_species_masses_boxes_and_random_packing():
+    species = ka.species_for(1000)
+    assert_array_equal(np.bincount(species), [800, 200])
+    assert_array_equal(species[:800], 0)  # A first, then B
+    assert [ka.SPECIES_NAMES[s] for s in (0, 1)] == ["A", "B"]
+    assert_array_equal(ka.masses_for(species), 1.0)
+    with pytest.raises(SoftnessError, match="multiple of 5"):
+        ka.species_for(998)
+    box = ka.box_for(1000)
+    assert 1000 / np.prod(box) == pytest.approx(1.2, rel=1e-12)
+    assert box[0] == pytest.approx(box[1]) == pytest.approx(box[2])
+
+    st = ka.random_packing(500, 1.2, np.random.default_rng(0))
+    assert st.number_density == pytest.approx(1.2, rel=1e-12)
+    assert_array_equal(st.species, ka.species_for(500))
+    assert np.all((st.positions >= 0) & (st.positions < st.box))
+    assert ka.minimum_distance(st.positions, st.box) >= ka.RANDOM_PACKING_MIN_DISTANCE
+    # B particles are scattered over the box, not stacked in one corner of the lattice.
+    assert np.ptp(st.positions[st.species == 1], axis=0).min() > 0.7 * st.box[0]
+    with pytest.raises(SoftnessError, match="impossible"):
+        ka.random_packing(500, 4.0, np.random.default_rng(0))
+
+
+def test_check_box_refuses_boxes_below_twice_the_largest_cutoff():
+    ka.check_box(np.full(3, 5.0))  # 2 x 2.5
+    ka.check_box(ka.box_for(160))
+    with pytest.raises(SoftnessError, match="shorter than twice"):
+        ka.check_box(ka.box_for(145), what="the initial box")
