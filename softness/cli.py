@@ -30,10 +30,19 @@ def cmd_quench(args, cfg):
 
 
 def cmd_run(args, cfg):
-    from softness import md
+    from pathlib import Path
 
-    md.run_temperature(cfg, start=args.start, temperature_K=args.temperature, out=args.out,
-                       resume=args.resume)
+    from softness import md
+    from softness.io import write_text_atomic
+
+    failed = md.run_temperatures(cfg, start=args.start, temperatures_K=args.temperature, outs=args.out,
+                                 resume=args.resume, work=args.work, keep_going=args.keep_going)
+    if failed and len(failed) == len(args.temperature):
+        raise SoftnessError(" ".join(failed.values()))
+    for T, out in zip(args.temperature, args.out, strict=True):
+        if T in failed:  # --keep-going: the reason stands in for the product
+            print(f"softness run: error: {failed[T]}", file=sys.stderr)
+            write_text_atomic(Path(f"{out}.failed"), failed[T] + "\n")
 
 
 def cmd_features(args, cfg):
@@ -75,10 +84,10 @@ def cmd_arrhenius(args, cfg):
 
 # ---------------------------------------------------------------------------- parser
 
-def _stage(sub, name, func, help_text):
+def _stage(sub, name, func, help_text, out_help="output HDF5 file", out_nargs=None):
     p = sub.add_parser(name, help=help_text, description=help_text)
     p.add_argument("--config", metavar="YAML", help="config file (default: built-in defaults)")
-    p.add_argument("--out", required=True, metavar="H5", help="output HDF5 file")
+    p.add_argument("--out", required=True, metavar="H5", help=out_help, nargs=out_nargs)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=func, command=name)
     return p
@@ -102,10 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help=RESUME_HELP)
 
     p = _stage(sub, "run", cmd_run,
-               "NVT equilibration and production at one temperature from a quench snapshot.")
+               "NVT equilibration and production at one temperature from a quench snapshot; several "
+               "temperatures run together as replicas of one program (one product each).",
+               out_help="output HDF5 file, one per temperature", out_nargs="+")
     p.add_argument("--start", required=True, metavar="H5", help="quench product with the snapshots")
-    p.add_argument("--temperature", required=True, type=float, metavar="K", help="temperature in K")
+    p.add_argument("--temperature", required=True, type=float, nargs="+", metavar="K",
+                   help="temperature(s) in K")
     p.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    p.add_argument("--work", nargs="+", metavar="H5", default=None,
+                   help="keep each temperature's partial trajectory and checkpoint next to these paths "
+                        "instead of next to --out (the workflow names the per-temperature products, so a "
+                        "run resumes whether it ran alone or in a group)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="when some temperatures fail (NaN, runaway), finish the others, write the reason to "
+                        "OUT.failed in place of each failed product and exit 0 (1 if all failed)")
 
     for name, func, text in [
         ("features", cmd_features, "Radial and angular structure functions of every atom."),

@@ -202,6 +202,13 @@ def _checkpoint_vs_chunk(cfg):
                 f"'md.chunk_steps' ({md['chunk_steps']}); checkpoints are written only between chunks.")
 
 
+def _replicas_vs_quench(cfg):
+    k = cfg["execution"]["md_replicas_per_job"]
+    if k > 1 and cfg["quench"]["ensemble"] != "nvt":
+        return (f"config key 'execution.md_replicas_per_job' ({k}) needs one box for every temperature, but "
+                f"'quench.ensemble' is {cfg['quench']['ensemble']!r} (each snapshot has its own box); use 1.")
+
+
 def _t_R_vs_frames(cfg):
     t_R, fi = cfg["hops"]["t_R_fs"], cfg["run"]["frame_interval_fs"]
     if _half_window(t_R, fi) < 1:
@@ -275,7 +282,7 @@ RULES = (
     _quartz_cells, _random_packing, _potential_cutoff_vs_box, _features_cutoff_vs_box,
     _radial_grid, _radial_vs_cutoff,
     _quench_temperatures, _melt_temperatures, _training_temperature,
-    _quench_frames_vs_timestep, _run_frames_vs_timestep, _checkpoint_vs_chunk,
+    _quench_frames_vs_timestep, _run_frames_vs_timestep, _checkpoint_vs_chunk, _replicas_vs_quench,
     _t_R_vs_frames, _t_R_vs_production, _t_quiet_vs_frames, _t_quiet_vs_production,
     _p_quiet_vs_p_c, _feature_frames_vs_run, _n_per_class_vs_folds, _fit_lag_fractions,
 )

@@ -58,6 +58,30 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """A small text record (e.g. why a run failed), renamed into place when written."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def place_product(src: Path, out: Path) -> None:
+    """A finished product made under another name, given its place: a hard link (no copy,
+    the source stays valid) where the file system allows, else a copy renamed into place."""
+    src, out = Path(src), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(out)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, out)
+
+
 @contextlib.contextmanager
 def atomic_h5(path, stage: str, config: dict | None):
     """Open a new HDF5 product for writing; it appears at ``path`` only on success.

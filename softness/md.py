@@ -61,7 +61,7 @@ import numpy as np
 from softness import engine as fast
 from softness import units
 from softness.errors import SoftnessError
-from softness.io import open_input, provenance, temporary_path
+from softness.io import open_input, place_product, provenance, temporary_path
 from softness.progress import Progress
 from softness.systems import silica
 from softness.trajectory import PARTICLES, H5MDWriter
@@ -168,7 +168,8 @@ class Engine:
       dtype: 'float32' or 'float64' (float64 only inside :func:`precision_scope`).
       frame_every: steps between frames.
       frames_per_chunk: size of the device frame buffer.
-      runaway_temperature_K: the chunk flags a kinetic temperature above this.
+      runaway_temperature_K: the chunk flags a kinetic temperature above this (with
+        replicas: one value, or one per replica).
       velocities: also collect velocities in frames.
       capacity_multiplier: 'npt' only: spare room of a freshly allocated jax_md list.
       replicas: None for one system; an integer B for B independent replicas of it (same
@@ -210,7 +211,7 @@ class Engine:
         self.frame_every = int(frame_every)
         self.frames_per_chunk = int(frames_per_chunk)
         self.velocities = bool(velocities)
-        self.runaway_temperature_K = float(runaway_temperature_K)
+        self.runaway_temperature_K = np.asarray(runaway_temperature_K, dtype=np.float64)
         self.extra_capacity = 0
         self.reallocations = 0
         self._cell_list_fn = None
@@ -218,6 +219,10 @@ class Engine:
         self.replicas = None if replicas is None else int(replicas)
         if self.replicas is not None and (not self.fast or self.replicas < 1):
             raise ValueError("replicas need a fixed-volume ensemble (nvt or nve) and at least one replica")
+        if self.replicas is not None:
+            self.runaway_temperature_K = np.broadcast_to(self.runaway_temperature_K, (self.replicas,)).copy()
+        elif self.runaway_temperature_K.ndim:
+            raise ValueError("one runaway temperature per replica needs replicas")
 
         dt = units.fs_to_internal(self.timestep_fs)
         box_j = jnp.asarray(self.box0, self.dtype)
@@ -283,14 +288,15 @@ class Engine:
         if self.replicas is not None:
             c = dict(c, nbrs=fast.update_replicas(self.verlet, state.position, nbrs))
             axes = self._axes(c)
-            return jax.vmap(self._integrate, in_axes=(axes, 0), out_axes=axes)(c, sched)
+            runaway = self._jnp.asarray(self.runaway_temperature_K, self.dtype)
+            return jax.vmap(self._integrate, in_axes=(axes, 0, 0), out_axes=axes)(c, sched, runaway)
         if self.fast:
             nbrs = self.verlet.update(state.position, nbrs)
         else:
             nbrs = nbrs.update(state.position, **self._force_kwargs(state))
-        return self._integrate(dict(c, nbrs=nbrs), sched)
+        return self._integrate(dict(c, nbrs=nbrs), sched, float(self.runaway_temperature_K))
 
-    def _integrate(self, c, sched):
+    def _integrate(self, c, sched, runaway_K):
         """One step of one system whose neighbour list is up to date."""
         jnp = self._jnp
         state, nbrs = c["state"], c["nbrs"]
@@ -307,7 +313,7 @@ class Engine:
         image = c["image"] + jnp.round(jump).astype(jnp.int32)
         kinetic_T = 2 * self._kinetic(state) / (3 * self.n_atoms * units.KB)
         code = jnp.where(~jnp.isfinite(kinetic_T), 1,
-                         jnp.where(kinetic_T > self.runaway_temperature_K, 2, 0))
+                         jnp.where(kinetic_T > runaway_K, 2, 0))
         if self.fractional:
             code = jnp.where((code == 0) & ~jnp.isfinite(state.box_position), 3, code)
         first = (c["bad_code"] == 0) & (code > 0)
@@ -566,7 +572,8 @@ class Engine:
         out = {}
         for b in range(self.replicas):
             try:
-                self._check_one(self.replica(c, b), self.replica_frames(frames, b), step_to_fs)
+                self._check_one(self.replica(c, b), self.replica_frames(frames, b), step_to_fs,
+                                self.runaway_temperature_K[b])
             except SoftnessError as exc:
                 name = f"replica {b}" + (f" ({names[b]})" if names is not None else "")
                 out[b] = f"{name}: {exc}"
@@ -579,16 +586,16 @@ class Engine:
             if bad:
                 raise SoftnessError(next(iter(bad.values())))
             return
-        self._check_one(c, frames, step_to_fs)
+        self._check_one(c, frames, step_to_fs, self.runaway_temperature_K)
 
-    def _check_one(self, c, frames, step_to_fs=None) -> None:
+    def _check_one(self, c, frames, step_to_fs, runaway_K) -> None:
         step_to_fs = step_to_fs or (lambda s: s * self.timestep_fs)
         code = int(c["bad_code"])
         if code:
             step = int(c["bad_step"])
             what = _BAD[code]
             if code == 2:
-                what += f" to {float(c['bad_value']):.3g} K (over {self.runaway_temperature_K:.3g} K)"
+                what += f" to {float(c['bad_value']):.3g} K (over {float(runaway_K):.3g} K)"
             raise SoftnessError(
                 f"the MD run became unstable at step {step} (t = {step_to_fs(step):g} fs): {what}; "
                 "a smaller md.timestep_fs or a gentler start may help.")
@@ -749,6 +756,12 @@ class _Checkpoint:
         Raises:
           _ForeignCheckpoint: the checkpoint belongs to a different run.
         """
+        state, image, step, extra, key, meta = self.read_state(engine, template["state"], identity=identity)
+        engine.extra_capacity = extra
+        return engine.carry(state, image, step), key, meta
+
+    def read_state(self, engine: Engine, template_state, *, identity: dict):
+        """(integrator state, image, step, spare list capacity, key, meta) stored at ``path``."""
         import jax
 
         with h5py.File(self.path, "r") as f:
@@ -758,7 +771,7 @@ class _Checkpoint:
                 raise _ForeignCheckpoint(
                     f"the checkpoint {self.path} was made by a different run ({', '.join(differ)} "
                     f"differ{'s' if len(differ) == 1 else ''})")
-            leaves, treedef = jax.tree_util.tree_flatten(template["state"])
+            leaves, treedef = jax.tree_util.tree_flatten(template_state)
             stored = [f["state"][k][()] for k in sorted(f["state"].keys())]
             if len(stored) != len(leaves) or any(
                     np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype
@@ -768,9 +781,9 @@ class _Checkpoint:
             state = jax.tree_util.tree_unflatten(treedef, [engine._jnp.asarray(a) for a in stored])
             image = f["image"][()]
             step = int(f.attrs["step"])
-            engine.extra_capacity = int(f.attrs["extra_capacity"])
+            extra = int(f.attrs["extra_capacity"])
             key = f["rng_key"][()]
-        return engine.carry(state, image, step), key, meta
+        return state, image, step, extra, key, meta
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -817,7 +830,8 @@ class _Run:
 
     def __init__(self, engine: Engine, *, sched, total_steps: int, grid: FrameGrid | None,
                  chunk_len: int, checkpoint_every: int, checkpoint: _Checkpoint | None, key, meta,
-                 progress: Progress | None, events=(), on_frames=None, on_event=None, before_checkpoint=None):
+                 progress: Progress | None, events=(), on_frames=None, on_event=None, before_checkpoint=None,
+                 check=None, save=None):
         self.engine = engine
         self.sched = sched
         self.total = total_steps
@@ -832,9 +846,16 @@ class _Run:
         self.on_frames = on_frames
         self.on_event = on_event
         self.before_checkpoint = before_checkpoint
+        self.check = engine.check if check is None else check
+        self.save = save
+        self.next_frame = None
 
     def run(self, c, *, step: int, next_frame):
-        """Advance ``c`` from ``step`` to the end; returns the final carry."""
+        """Advance ``c`` from ``step`` to the end; returns the final carry.
+
+        ``next_frame`` (the step of the next frame to record) is kept in ``self.next_frame``
+        as it advances, for a caller that takes over after an exception.
+        """
         engine = self.engine
         if step % self.every == 0:
             c = engine.rebuild(c)
@@ -848,14 +869,16 @@ class _Run:
             limit = min(stops)
             every = self.grid.every if self.grid is not None else 1
             n_first, n_frames, n_tail = plan_chunk(step, limit, next_frame, every, engine.frames_per_chunk)
+            self.next_frame = next_frame
             c, frames = engine.advance(c, self.sched, n_first, n_frames, n_tail)
-            engine.check(c, frames)
+            self.check(c, frames)
             step = step + n_first + max(n_frames - 1, 0) * every + n_tail
             assert int(c["step"]) == step
             if n_frames:
                 if self.on_frames is not None:
                     self.on_frames(frames)
-                next_frame = self.grid.next_at_or_after(int(frames["step"][-1]) + 1)
+                # (batched engines record the shared step once per replica)
+                next_frame = self.grid.next_at_or_after(int(np.ravel(frames["step"][-1])[0]) + 1)
             if self.on_event is not None and step in self.events:
                 self.on_event(step, c)
             if step % self.every == 0 and step < self.total:
@@ -866,6 +889,9 @@ class _Run:
         return c
 
     def _checkpoint(self, c, next_frame):
+        if self.save is not None:
+            self.save(c, next_frame)
+            return
         if self.checkpoint is None:
             return
         meta = dict(self.meta)
@@ -934,7 +960,7 @@ def _resume_hint(command: str, ckpt: Path, dt_fs: float, why: str) -> str:
             f"run the same command with --resume to continue: {command} --resume")
 
 
-def _stage(cfg, out: Path, resume: bool, body, *, command: str):
+def _stage(cfg, out: Path, resume: bool, body, *, command: str, work=None):
     """Common frame of both stages: what is kept when the stage does not finish.
 
     A physics or input failure (SoftnessError: NaN, runaway, bad input) removes the partial
@@ -943,8 +969,9 @@ def _stage(cfg, out: Path, resume: bool, body, *, command: str):
     crash, a signal that surfaces as another error), keeps both, so --resume continues.
     """
     out = Path(out)
-    partial = temporary_path(out)
-    ckpt = _Checkpoint(checkpoint_path(out))
+    work = out if work is None else Path(work)
+    partial = temporary_path(work)
+    ckpt = _Checkpoint(checkpoint_path(work))
     try:
         body(partial, ckpt)
     except SoftnessError:
@@ -974,7 +1001,7 @@ _ENGINES: dict = {}
 
 
 def _engine_for(cfg: dict, species, masses, box, *, ensemble, frame_every, dtype, runaway_K,
-                velocities=False):
+                velocities=False, replicas=None):
     """The Engine for a stage; engines are kept (a few) so that repeated stages in one
     process, e.g. a run and its resumption, reuse the compiled chunk."""
     md = cfg["md"]
@@ -984,7 +1011,7 @@ def _engine_for(cfg: dict, species, masses, box, *, ensemble, frame_every, dtype
         pressure_GPa=cfg["quench"]["pressure_GPa"], cutoff_A=cfg["potential"]["cutoff_A"],
         skin_A=md["neighbor_skin_A"], dense=md["neighbor_format"] == "dense", dtype=str(np.dtype(dtype)),
         frame_every=frame_every, frames_per_chunk=_frames_per_chunk(md["chunk_steps"], frame_every),
-        runaway_temperature_K=runaway_K, velocities=velocities)
+        runaway_temperature_K=runaway_K, velocities=velocities, replicas=replicas)
     key = (np.asarray(species).tobytes(), np.asarray(masses, np.float64).tobytes(),
            np.asarray(box, np.float64).tobytes(), json.dumps(kwargs, sort_keys=True))
     engine = _ENGINES.pop(key, None)
@@ -1217,107 +1244,366 @@ def run_plan(cfg: dict) -> dict:
     return dict(frame_every=frame_every, n_eq=n_eq, n_prod=n_prod, total=n_eq + n_prod)
 
 
+class _Member:
+    """One temperature of ``softness run``: its start snapshot, key, identity, files and the
+    running means of its equilibration."""
+
+    def __init__(self, cfg: dict, plan: dict, start, T: float, out, work):
+        self.T = T
+        self.out = Path(out)
+        work = self.out if work is None else Path(work)
+        work.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = _PartialTrajectory(temporary_path(work))
+        self.ckpt = _Checkpoint(checkpoint_path(work))
+        self.snap = read_snapshot(start, T)
+        self.key = _key(cfg["seed"], _STAGE_RUN, T)
+        self.identity = _identity(cfg, ["seed", "precision", "system", "potential", "md", "run"],
+                                  temperature_K=T, start=str(Path(start).resolve()),
+                                  start_step=int(self.snap["step"]),
+                                  start_created=self.snap["file_created_utc"])
+        self.plan = plan
+        self.sums = {"n": 0, "T": 0.0, "pe": 0.0}
+
+    def create(self, cfg, start, dtype, box):
+        """A fresh partial trajectory (and no stale checkpoint)."""
+        self.ckpt.remove()  # a stale one must not pair with the new partial file
+        dt = cfg["md"]["timestep_fs"]
+        snap = self.snap
+        self.partial.create("run", cfg, snap["species"], snap["mass"], box, dtype=dtype, variable_box=False,
+                            attrs={"temperature_K": self.T,
+                                   "potential": silica.potential_name(cfg["potential"]["cutoff_A"]),
+                                   "density_g_cm3": silica.density_g_cm3(snap["species"], box),
+                                   "precision": cfg["precision"], "ensemble": "nvt",
+                                   "start_file": str(start), "start_step": int(snap["step"]),
+                                   "equilibration_time_fs": self.plan["n_eq"] * dt,
+                                   "production_time_fs": self.plan["n_prod"] * dt})
+        self.sums = {"n": 0, "T": 0.0, "pe": 0.0}
+
+    def resumed(self, meta):
+        self.partial.reopen(meta["n_frames"])
+        self.sums = meta["equilibration"]
+
+    def on_frames(self, fr, dt):
+        """Equilibration frames feed its means; production frames go to the file (time 0 at
+        the start of production)."""
+        n_eq = self.plan["n_eq"]
+        eq = fr["step"] < n_eq
+        if eq.any():
+            self.sums["n"] += int(eq.sum())
+            self.sums["T"] += float(fr["kinetic_temperature"][eq].sum())
+            self.sums["pe"] += float(fr["potential_energy"][eq].sum())
+        if (~eq).any():
+            self.partial.append({k: v[~eq] for k, v in fr.items()}, step_offset=n_eq, timestep_fs=dt)
+
+    def meta(self, next_frame):
+        return {"identity": self.identity, "n_frames": self.partial.n_frames,
+                "equilibration": dict(self.sums),
+                "next_frame": next_frame}
+
+    def finish(self):
+        def attrs(f):
+            n = self.sums["n"]
+            f.attrs["equilibration_mean_temperature_K"] = self.sums["T"] / n if n else np.nan
+            f.attrs["equilibration_mean_potential_energy_kcal_mol"] = self.sums["pe"] / n if n else np.nan
+            f.attrs["equilibration_samples"] = n
+
+        self.partial.update(attrs)
+        self.partial.finish(self.out)
+        self.ckpt.remove()
+        log.info("run at %g K done: %d frames -> %s", self.T, self.partial.n_frames, self.out)
+
+    def discard(self):
+        self.partial.path.unlink(missing_ok=True)
+        self.ckpt.remove()
+
+
+class _RunGrid:
+    """Frame steps of a run: every frame_every steps during equilibration (they feed only its
+    means), then the production grid from n_eq (time 0 of the product)."""
+
+    def __init__(self, plan):
+        self.every = plan["frame_every"]
+        self.eq = FrameGrid(0, plan["frame_every"], plan["n_eq"] - 1)
+        self.prod = FrameGrid(plan["n_eq"], plan["frame_every"], plan["total"])
+
+    def next_at_or_after(self, s):
+        nxt = self.eq.next_at_or_after(s)
+        return nxt if nxt is not None else self.prod.next_at_or_after(s)
+
+
+class _ReplicasFailed(Exception):
+    """Some replicas of a batched chunk went bad (the others' chunk is valid)."""
+
+    def __init__(self, bad: dict, c, frames):
+        super().__init__("; ".join(bad.values()))
+        self.bad, self.c, self.frames = bad, c, frames
+
+
 def run_temperature(cfg: dict, start, temperature_K: float, out, resume: bool = False) -> None:
-    """``softness run``: NVT equilibration and production at ``temperature_K``.
+    """``softness run`` at one temperature: NVT equilibration and production.
 
     Starts from the quench snapshot at that temperature, in the snapshot's box. Writes
     ``out``: an H5MD trajectory of the production part only (time 0 at its start) with
     root attributes temperature_K, potential, density_g_cm3, precision and the
     equilibration means.
     """
-    out = Path(out)
-    T = float(temperature_K)
-    if not (T > 0 and math.isfinite(T)):
-        raise SoftnessError(f"the temperature must be positive, got {temperature_K:g} K.")
+    run_temperatures(cfg, start, [temperature_K], [out], resume=resume)
+
+
+def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = False, work=None,
+                     keep_going: bool = False) -> dict:
+    """``softness run``: the runs at several temperatures, advanced together as replicas of
+    one jitted program (one temperature: a plain run).
+
+    Each temperature's run is what it would be alone: the same start snapshot, random key,
+    schedule, frames, product and checkpoint (a checkpoint written by a run alone continues
+    in a group and the other way round). Alone and in a group the trajectories agree to
+    float rounding only: the thermostat's whole-system sums are added in another order.
+
+    Args:
+      cfg: resolved config.
+      start: quench product with the snapshots.
+      temperatures_K: one temperature per product.
+      outs: the products, one per temperature.
+      resume: continue from the checkpoints (each temperature from its own).
+      work: paths next to which each temperature keeps its partial trajectory and
+        checkpoint (default: ``outs``); the workflow points them at the per-temperature
+        products, so that a run resumes whether it ran alone or in a group.
+      keep_going: when some temperatures of a group fail (NaN, runaway), finish the others
+        and return the failures instead of raising.
+
+    Returns:
+      {temperature: one sentence} for every temperature that failed (``keep_going`` only).
+
+    Raises:
+      SoftnessError: bad input, or a failed run (naming the temperature, step and quantity).
+    """
+    temps = [float(T) for T in np.atleast_1d(temperatures_K)]
+    outs = [Path(o) for o in outs]
+    works = [None] * len(outs) if work is None else [Path(w) for w in work]
+    if len(outs) != len(temps) or len(works) != len(temps):
+        raise SoftnessError(f"softness run needs one --out per temperature: {len(temps)} temperatures, "
+                            f"{len(outs)} outputs.")
+    for T in temps:
+        if not (T > 0 and math.isfinite(T)):
+            raise SoftnessError(f"the temperature must be positive, got {T:g} K.")
+    if len(set(temps)) != len(temps):
+        raise SoftnessError(f"a temperature is given twice: {', '.join(f'{T:g}' for T in temps)} K.")
     plan = run_plan(cfg)
-    snap = read_snapshot(start, T)
-    species, masses, box = snap["species"], snap["mass"], np.asarray(snap["box_edges"], dtype=np.float64)
+    members = [_Member(cfg, plan, start, T, out, w) for T, out, w in zip(temps, outs, works, strict=True)]
+    first = members[0].snap
+    box = np.asarray(first["box_edges"], dtype=np.float64)
+    for m in members[1:]:
+        if not np.array_equal(np.asarray(m.snap["box_edges"], np.float64), box):
+            raise SoftnessError(
+                f"the snapshots at {temps[0]:g} K and {m.T:g} K have different boxes (a constant-pressure "
+                "quench); runs in one group share one box: run them one per job.")
     silica.check_box(box, cfg["potential"]["cutoff_A"], "the snapshot's box")
-    md = cfg["md"]
-    dt = md["timestep_fs"]
-    rho = silica.density_g_cm3(species, box)
-    command = f"softness run --start {start} --temperature {T:g} --out {out}"
-
-    def body(partial_path, ckpt):
+    label = ", ".join(f"{T:g}" for T in temps)
+    command = (f"softness run --start {start} --temperature {' '.join(f'{T:g}' for T in temps)} "
+               f"--out {' '.join(str(o) for o in outs)}")
+    if len(members) == 1:
+        m = members[0]
+        _stage(cfg, m.out, resume, lambda partial, ckpt: _run_alone(cfg, start, m, resume), command=command,
+               work=works[0])
+        return {}
+    failed = {}
+    try:
         with precision_scope(cfg["precision"]) as dtype:
-            engine = _engine_for(cfg, species, masses, box, ensemble="nvt", frame_every=plan["frame_every"],
-                                 dtype=dtype, runaway_K=RUNAWAY_TEMPERATURE_FACTOR * T)
-            key = _key(cfg["seed"], _STAGE_RUN, T)
-            identity = _identity(cfg, ["seed", "precision", "system", "potential", "md", "run"],
-                                 temperature_K=T, start=str(Path(start).resolve()),
-                                 start_step=int(snap["step"]), start_created=snap["file_created_utc"])
-            partial = _PartialTrajectory(partial_path)
-            n_eq = plan["n_eq"]
-            sums = {"n": 0, "T": 0.0, "pe": 0.0}
+            failed = _run_group(cfg, start, members, box, resume, dtype)
+    except SoftnessError:
+        for m in members:
+            m.discard()
+        raise
+    except BaseException as exc:
+        why = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+               else f"stopped by {type(exc).__name__}: {exc}")
+        kept = [m for m in members if m.ckpt.exists()]
+        for m in members:
+            if not m.ckpt.exists():
+                m.partial.path.unlink(missing_ok=True)
+        if kept:
+            log.warning("the runs at %s K were %s; the checkpoints %s are kept; run the same command with "
+                        "--resume to continue: %s --resume", label, why,
+                        ", ".join(str(m.ckpt.path) for m in kept), command)
+        raise
+    if failed and not keep_going:
+        raise SoftnessError(" ".join(failed.values())
+                            + (" The other temperatures finished." if len(failed) < len(members) else ""))
+    return failed
 
-            def start_state():  # the quench snapshot: a fresh start, or the template of a resume
-                return engine.init(snap["position"], key=key, temperature_K=T,
-                                   velocities_A_fs=snap["velocity"])
 
-            resumed = ckpt.resume(engine, start_state, identity=identity,
-                                  what=f"the run at {T:g} K") if resume else None
-            if resumed is not None:
-                c, key, meta = resumed
-                partial.reopen(meta["n_frames"])
-                sums = meta["equilibration"]
-                step, next_frame = int(c["step"]), meta["next_frame"]
-                log.info("resuming the run at %g K at step %d", T, step)
-            else:
-                ckpt.remove()  # a stale one must not pair with the new partial file
-                c = start_state()
-                partial.create("run", cfg, species, masses, box, dtype=dtype, variable_box=False, attrs={
-                    "temperature_K": T, "potential": silica.potential_name(cfg["potential"]["cutoff_A"]),
-                    "density_g_cm3": rho, "precision": cfg["precision"], "ensemble": "nvt",
-                    "start_file": str(start), "start_step": int(snap["step"]),
-                    "equilibration_time_fs": n_eq * dt, "production_time_fs": plan["n_prod"] * dt})
-                step, next_frame = 0, 0
-            # Frames every frame_every steps during equilibration feed only its means; the
-            # production grid starts at n_eq (time 0 of the product).
-            eq_grid = FrameGrid(0, plan["frame_every"], n_eq - 1)
-            prod_grid = FrameGrid(n_eq, plan["frame_every"], plan["total"])
+def _run_alone(cfg, start, m: _Member, resume: bool) -> None:
+    """One temperature on an unbatched engine."""
+    plan, md = m.plan, cfg["md"]
+    dt = md["timestep_fs"]
+    box = np.asarray(m.snap["box_edges"], dtype=np.float64)
+    with precision_scope(cfg["precision"]) as dtype:
+        engine = _engine_for(cfg, m.snap["species"], m.snap["mass"], box, ensemble="nvt",
+                             frame_every=plan["frame_every"], dtype=dtype,
+                             runaway_K=RUNAWAY_TEMPERATURE_FACTOR * m.T)
 
-            class Grid:
-                every = plan["frame_every"]
+        def start_state():  # the quench snapshot: a fresh start, or the template of a resume
+            return engine.init(m.snap["position"], key=m.key, temperature_K=m.T,
+                               velocities_A_fs=m.snap["velocity"])
 
-                @staticmethod
-                def next_at_or_after(s):
-                    nxt = eq_grid.next_at_or_after(s)
-                    return nxt if nxt is not None else prod_grid.next_at_or_after(s)
+        resumed = m.ckpt.resume(engine, start_state, identity=m.identity,
+                                what=f"the run at {m.T:g} K") if resume else None
+        if resumed is not None:
+            c, _, meta = resumed
+            m.resumed(meta)
+            step, next_frame = int(c["step"]), meta["next_frame"]
+            log.info("resuming the run at %g K at step %d", m.T, step)
+        else:
+            c = start_state()
+            m.create(cfg, start, dtype, box)
+            step, next_frame = 0, 0
+        grid = _RunGrid(plan)
+        if next_frame is None and step < plan["total"]:
+            next_frame = grid.next_at_or_after(step)
+        progress = Progress(f"run {m.T:g} K", plan["total"], dt, start_step=step)
+        loop = _Run(engine, sched=schedule(m.T), total_steps=plan["total"], grid=grid,
+                    chunk_len=engine.frames_per_chunk * plan["frame_every"],
+                    checkpoint_every=md["checkpoint_every_steps"], checkpoint=None, key=None, meta=None,
+                    progress=progress, events=[plan["n_eq"]], on_frames=lambda fr: m.on_frames(fr, dt),
+                    save=lambda c, nf: m.ckpt.write(engine, c, key=m.key, meta=m.meta(nf)))
+        loop.run(c, step=step, next_frame=next_frame)
+        progress.close()
+        m.finish()
 
-            if next_frame is None and step < plan["total"]:
-                next_frame = Grid.next_at_or_after(step)
 
-            def on_frames(fr):
-                eq = fr["step"] < n_eq
-                if eq.any():
-                    sums["n"] += int(eq.sum())
-                    sums["T"] += float(fr["kinetic_temperature"][eq].sum())
-                    sums["pe"] += float(fr["potential_energy"][eq].sum())
-                if (~eq).any():
-                    partial.append({k: v[~eq] for k, v in fr.items()}, step_offset=n_eq, timestep_fs=dt)
+def _run_group(cfg, start, members: list, box, resume: bool, dtype) -> dict:
+    """Several temperatures as replicas of one program; a replica that fails is dropped and
+    the others go on. Returns {temperature: sentence} of the failed ones."""
+    import jax
 
-            progress = Progress(f"run {T:g} K", plan["total"], dt, start_step=step)
-            loop = _Run(engine, sched=schedule(T), total_steps=plan["total"], grid=Grid,
-                        chunk_len=engine.frames_per_chunk * plan["frame_every"],
-                        checkpoint_every=md["checkpoint_every_steps"], checkpoint=ckpt, key=key,
-                        meta={"identity": identity}, progress=progress, events=[n_eq],
-                        on_frames=on_frames,
-                        before_checkpoint=lambda: {"n_frames": partial.n_frames, "equilibration": dict(sums)})
+    plan, md = members[0].plan, cfg["md"]
+    dt = md["timestep_fs"]
+    snap = members[0].snap
+    grid = _RunGrid(plan)
+
+    def engine_for(ms):
+        return _engine_for(cfg, snap["species"], snap["mass"], box, ensemble="nvt",
+                           frame_every=plan["frame_every"], dtype=dtype,
+                           runaway_K=[RUNAWAY_TEMPERATURE_FACTOR * m.T for m in ms], replicas=len(ms))
+
+    engine = engine_for(members)
+    fresh = engine.init([m.snap["position"] for m in members], key=[m.key for m in members],
+                        temperature_K=[m.T for m in members],
+                        velocities_A_fs=[m.snap["velocity"] for m in members])
+    stored = [None] * len(members)
+    if resume:
+        for b, m in enumerate(members):
+            if not m.ckpt.exists():
+                log.info("no checkpoint at %s; starting the run at %g K from the beginning", m.ckpt.path, m.T)
+                continue
+            try:
+                stored[b] = m.ckpt.read_state(engine, engine.replica(fresh, b)["state"], identity=m.identity)
+            except _ForeignCheckpoint as exc:
+                log.warning("%s; starting the run at %g K from the beginning", exc, m.T)
+    steps = {0 if s is None else s[2] for s in stored}
+    if len(steps) > 1:
+        # Checkpoints at different steps (the group was run otherwise before): alone, one by one.
+        log.info("the checkpoints of %s K are at different steps; running them one after the other",
+                 ", ".join(f"{m.T:g}" for m in members))
+        failed = {}
+        for m in members:
+            try:
+                _run_alone(cfg, start, m, resume)
+            except SoftnessError as exc:
+                m.discard()
+                failed[m.T] = f"the run at {m.T:g} K: {exc}"
+        return failed
+    step = steps.pop()
+    if step > 0:
+        states, images = [], []
+        for m, (state, image, _, _, _, meta) in zip(members, stored, strict=True):
+            m.resumed(meta)
+            states.append(state)
+            images.append(image)
+        engine.extra_capacity = max(s[3] for s in stored)
+        c = engine.carry(jax.tree.map(lambda *a: engine._jnp.stack(a), *states), np.stack(images), step)
+        next_frame = stored[0][5]["next_frame"]
+        log.info("resuming the runs at %s K at step %d", ", ".join(f"{m.T:g}" for m in members), step)
+    else:
+        c = fresh
+        for m in members:
+            m.create(cfg, start, dtype, box)
+        next_frame = 0
+    if next_frame is None and step < plan["total"]:
+        next_frame = grid.next_at_or_after(step)
+
+    active = list(members)
+    failed = {}
+    progress = Progress(f"run {', '.join(f'{m.T:g}' for m in members)} K", plan["total"], dt, start_step=step)
+
+    def on_frames(ms, frames):
+        for b, m in enumerate(ms):
+            m.on_frames(Engine.replica_frames(frames, b), dt)
+
+    while active:
+        names = [f"{m.T:g} K" for m in active]
+
+        def check(c, frames, engine=engine, names=names):
+            bad = engine.failures(c, frames, names=names)
+            if bad:
+                raise _ReplicasFailed(bad, c, frames)
+
+        def save(c, nf, engine=engine, ms=tuple(active)):
+            for b, m in enumerate(ms):
+                m.ckpt.write(engine, engine.replica(c, b), key=m.key, meta=m.meta(nf))
+
+        loop = _Run(engine, sched=np.stack([schedule(m.T) for m in active]), total_steps=plan["total"],
+                    grid=grid,
+                    chunk_len=engine.frames_per_chunk * plan["frame_every"],
+                    checkpoint_every=md["checkpoint_every_steps"], checkpoint=None, key=None, meta=None,
+                    progress=progress, events=[plan["n_eq"]],
+                    on_frames=lambda fr, ms=tuple(active): on_frames(ms, fr),
+                    check=check, save=save)
+        try:
             loop.run(c, step=step, next_frame=next_frame)
-            progress.close()
+        except _ReplicasFailed as exc:
+            keep = [b for b in range(len(active)) if b not in exc.bad]
+            for b, sentence in exc.bad.items():
+                m = active[b]
+                m.discard()
+                failed[m.T] = f"the run at {m.T:g} K stopped: {sentence.split(': ', 1)[1]}"
+                log.error("%s", failed[m.T])
+            on_frames([active[b] for b in keep], {k: v[:, keep] for k, v in exc.frames.items()})
+            active = [active[b] for b in keep]
+            step = int(exc.c["step"])
+            next_frame = (grid.next_at_or_after(int(exc.frames["step"][-1, 0]) + 1) if len(exc.frames["step"])
+                          else loop.next_frame)
+            if active:
+                idx = np.asarray(keep)
+                extra = engine.extra_capacity
+                engine = engine_for(active)
+                engine.extra_capacity = extra
+                state = jax.tree.map(lambda a, idx=idx: a[idx], exc.c["state"])
+                c = engine.carry(state, np.asarray(exc.c["image"])[idx], step)
+            continue
+        break
+    progress.close()
+    for m in active:
+        m.finish()
+    return failed
 
-            def finish(f):
-                n = sums["n"]
-                f.attrs["equilibration_mean_temperature_K"] = sums["T"] / n if n else np.nan
-                f.attrs["equilibration_mean_potential_energy_kcal_mol"] = sums["pe"] / n if n else np.nan
-                f.attrs["equilibration_samples"] = sums["n"]
 
-            partial.update(finish)
-            partial.finish(out)
-            ckpt.remove()
-            log.info("run at %g K done: %d frames -> %s", T, partial.n_frames, out)
+def take_group_product(src, out) -> None:
+    """Give one temperature's product of a group run (``softness run`` with several
+    temperatures and --keep-going) its place at ``out``.
 
-    _stage(cfg, out, resume, body, command=command)
+    Raises:
+      SoftnessError: that temperature's run failed (the sentence of its ``.failed`` record),
+        or the group made no such product.
+    """
+    src = Path(src)
+    failed = Path(f"{src}.failed")
+    if failed.exists():
+        raise SoftnessError(failed.read_text().strip())
+    if not src.exists():
+        raise SoftnessError(f"the group run made no {src}.")
+    place_product(src, out)
 
 
 def trajectory_density(path) -> float:

@@ -100,6 +100,8 @@ CROSS_KEY_CASES = [
      ("run.frame_interval_fs", "md.timestep_fs")),
     ({"md": {"checkpoint_every_steps": 249}}, "_checkpoint_vs_chunk",
      ("md.checkpoint_every_steps", "md.chunk_steps")),
+    ({"execution": {"md_replicas_per_job": 2}, "quench": {"ensemble": "npt"}}, "_replicas_vs_quench",
+     ("execution.md_replicas_per_job", "quench.ensemble")),
     ({"hops": {"t_R_fs": 20.0}}, "_t_R_vs_frames", ("hops.t_R_fs", "run.frame_interval_fs")),
     ({"hops": {"t_R_fs": 4100.0}}, "_t_R_vs_production", ("hops.t_R_fs", "run.production_time_fs")),
     ({"run": {"production_time_fs": 160.0}}, "_t_R_vs_production", ("hops.t_R_fs", "run.production_time_fs")),

@@ -3,11 +3,12 @@ driven through profiles/slurm exactly as users run it, every job submitted with 
 
 One module fixture runs the whole DAG of config/test.yaml + tests/slurm_ci.yaml through
 SLURM, with the partition and account given on the command line (the profile's documented
-override). While it runs, the md_run job of one temperature is sent SIGTERM, the signal SLURM
-sends at a job's wall time, once it has a checkpoint; the profile's one retry continues it,
-and is stopped the same way; the command fails, and rerunning it continues the run from its
-checkpoint. Meanwhile the same config runs locally (--cores 1) as the reference. If SLURM
-cannot start here, the tests fail with one line saying why.
+override). Both temperatures run in one MD job (execution.md_replicas_per_job: 2, as on a GPU
+cluster). While it runs, that job is sent SIGTERM, the signal SLURM sends at a job's wall
+time, once it has a checkpoint; the profile's one retry continues it, and is stopped the same
+way; the command fails, and rerunning it continues both runs from their checkpoints.
+Meanwhile the same config runs locally (--cores 1) as the reference. If SLURM cannot start
+here, the tests fail with one line saying why.
 """
 
 import importlib.metadata
@@ -29,7 +30,8 @@ SNAKEFILE = ROOT / "Snakefile"
 TEST_CONFIG = ROOT / "config" / "test.yaml"
 SLURM_CONFIG = Path(__file__).with_name("slurm_ci.yaml")
 PROFILE = ROOT / "profiles" / "slurm"
-STOPPED_T = "3500"  # the temperature whose md_run is stopped as at its wall time
+STOPPED_T = "3500"  # a temperature of the MD job that is stopped as at its wall time
+MD_GROUP = "T3500_4500"  # that job: both temperatures as replicas
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -97,13 +99,13 @@ def slurm_run(cluster, tmp_path_factory):
                              stderr=subprocess.STDOUT)
     try:
         checkpoint = work / "results" / f"T{STOPPED_T}" / ".trajectory.h5.checkpoint.h5"
-        md_log = work / "results" / "logs" / f"T{STOPPED_T}" / "md_run.log"
+        md_log = work / "results" / "logs" / "md_groups" / f"{MD_GROUP}.log"
         log = open(work / "first.log", "w")  # noqa: SIM115
         first = subprocess.Popen(slurm_command(work), cwd=ROOT, env=cluster.env, stdout=log,
                                  stderr=subprocess.STDOUT)
         stopped = []  # the job, once it has a checkpoint, then its retry once it has started
         while first.poll() is None and len(stopped) < 2:
-            running = [j for j in cluster.jobs() if j["Comment"] == f"rule_md_run_wildcards_{STOPPED_T}"
+            running = [j for j in cluster.jobs() if j["Comment"] == f"rule_md_run_group_wildcards_{MD_GROUP}"
                        and j["JobState"] == "RUNNING" and j["JobId"] not in {s["JobId"] for s in stopped}]
             ready = (checkpoint.exists() if not stopped
                      else md_log.exists() and "resuming from" in md_log.read_text(errors="replace"))
@@ -179,11 +181,11 @@ def test_every_job_went_through_sbatch_with_its_rules_resources(slurm_run):
     by_rule = {}
     for j in jobs:
         by_rule.setdefault(rule_of(j), []).append(j)
-    # every rule but the local target `all` ran as SLURM jobs (md_run twice more: the stopped
-    # job's retry and its continuation by the rerun)
-    assert set(by_rule) == set(planned) - {"all"}
+    # every rule but the local ones (the target `all`, md_run_member's hard links) ran as SLURM
+    # jobs (the MD group twice more: the stopped job's retry and its continuation by the rerun)
+    assert set(by_rule) == set(planned) - {"all", "md_run_member"}
     temps = yaml.safe_load(SLURM_CONFIG.read_text())["temperatures_K"]
-    assert len(by_rule["md_run"]) == len(temps) + 2
+    assert len(by_rule["md_run_group"]) == 1 + 2
     assert all(len(by_rule[r]) == len(temps) for r in ("features", "hops", "dynamics", "apply"))
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())["set-resources"]
     for rule, js in by_rule.items():
@@ -201,23 +203,27 @@ def test_every_job_went_through_sbatch_with_its_rules_resources(slurm_run):
 
 def test_a_job_stopped_at_its_wall_time_continues_on_rerun(slurm_run):
     stopped = slurm_run["stopped"]
-    assert len(stopped) == 2, f"stopped {len(stopped)} md_run job(s) instead of the job and its retry"
+    assert len(stopped) == 2, f"stopped {len(stopped)} MD job(s) instead of the job and its retry"
     assert slurm_run["first_rc"] != 0, slurm_run["first_out"]
     for job in stopped:
         killed = next(j for j in slurm_run["jobs_first"] if j["JobId"] == job["JobId"])
         assert killed["JobState"] == "FAILED", killed
         assert f"SLURM-job '{job['JobId']}' failed" in slurm_run["first_out"]
     results = slurm_run["work"] / "results"
-    log = (results / "logs" / f"T{STOPPED_T}" / "md_run.log").read_text()
+    log = (results / "logs" / "md_groups" / f"{MD_GROUP}.log").read_text()
     # (the retry was stopped once its log said so; Snakemake restarts the log of a rerun job)
-    assert log.startswith("resuming from")  # the rerun of the command continued the run
-    # the continued run has exactly the frames of the uninterrupted local one
-    mine = _datasets(results / f"T{STOPPED_T}" / "trajectory.h5")
-    theirs = _datasets(slurm_run["ref"] / "results" / f"T{STOPPED_T}" / "trajectory.h5")
-    pos = "particles/all/position/value"
-    assert mine[pos].shape == theirs[pos].shape and mine[pos].shape[0] == 101
-    np.testing.assert_array_equal(mine[pos], theirs[pos])
-    assert not (results / f"T{STOPPED_T}" / ".trajectory.h5.checkpoint.h5").exists()
+    assert log.startswith("resuming from")  # the rerun of the command continued the runs
+    assert re.search(r"resuming the runs at 3500, 4500 K at step [1-9]", log), log
+    # each continued run has exactly the frames of the uninterrupted local one
+    for T in yaml.safe_load(SLURM_CONFIG.read_text())["temperatures_K"]:
+        mine = _datasets(results / f"T{T}" / "trajectory.h5")
+        theirs = _datasets(slurm_run["ref"] / "results" / f"T{T}" / "trajectory.h5")
+        pos = "particles/all/position/value"
+        assert mine[pos].shape == theirs[pos].shape and mine[pos].shape[0] == 101
+        np.testing.assert_array_equal(mine[pos], theirs[pos])
+        assert not (results / f"T{T}" / ".trajectory.h5.checkpoint.h5").exists()
+        # md_run_member gave the group's product its place as a hard link
+        assert (results / f"T{T}" / "trajectory.h5").stat().st_nlink == 2
 
 
 def test_a_machine_without_slurm_gets_one_line_saying_why(tmp_path, monkeypatch):

@@ -136,6 +136,24 @@ def test_dry_run_plans_every_stage(tmp_path, name):
     assert not (tmp_path / "results").exists()
 
 
+def test_dry_run_packs_temperatures_into_md_groups(tmp_path):
+    # config/test.yaml's 3500, 4500, 6000 K two per job: a group of two and a group of one,
+    # and each temperature's trajectory made from its group by md_run_member.
+    packing = tmp_path / "packing.yaml"
+    packing.write_text("execution:\n  md_replicas_per_job: 2\n")
+    res = snakemake(tmp_path, "-n", "--configfile", TEST_CONFIG, packing)
+    assert res.returncode == 0, res.stdout + res.stderr
+    counts = job_counts(res.stdout)
+    assert "md_run" not in counts and counts["md_run_group"] == 2 and counts["md_run_member"] == 3
+    assert all(counts[r] == 3 for r in ("features", "hops", "dynamics", "apply"))
+    out = res.stdout
+    assert "results/md_groups/T3500_4500" in out and "results/md_groups/T6000" in out
+    assert re.search(r"--temperature 3500 4500 --out results/md_groups/T3500_4500/T3500.h5 "
+                     r"results/md_groups/T3500_4500/T4500.h5 --work results/T3500/trajectory.h5 "
+                     r"results/T4500/trajectory.h5 --keep-going", out), out[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
 def test_slurm_profiles_dry_run(tmp_path):
     for profile in ("slurm", "slurm-gpu"):
         res = snakemake(tmp_path, "-n", "-p", "--workflow-profile", ROOT / "profiles" / profile,
@@ -492,7 +510,8 @@ def summary_table(output: str) -> dict:
 
 
 def test_every_section_has_a_change_and_every_rule_an_entry(tmp_path):
-    assert set(SECTION_CHANGES) == set(config_mod.resolve({})) - {"temperatures_K"}
+    # (execution is not science: it packs the same runs into jobs, tests/test_md_groups.py)
+    assert set(SECTION_CHANGES) == set(config_mod.resolve({})) - {"temperatures_K", "execution"}
     counts = dry_run(tmp_path, "--configfile", TEST_CONFIG)
     assert set(counts) - {"all"} == set(RULE_INPUTS)
     assert set(STAGE_READS) <= set(RULE_INPUTS)

@@ -23,8 +23,23 @@ def temperature_label(T):
 TEMPERATURES = [temperature_label(T) for T in config["temperatures_K"]]
 T_TRAIN = temperature_label(training_temperature(config))
 
+
+def md_groups(temperatures, per_job):
+    """{group name: temperature labels}: consecutive temperatures, lowest first, per_job at a
+    time; None for one job per temperature."""
+    if per_job == 1:
+        return None
+    ordered = sorted(temperatures, key=float)
+    groups = [ordered[i:i + per_job] for i in range(0, len(ordered), per_job)]
+    return {"T" + "_".join(g): g for g in groups}
+
+
+MD_GROUPS = md_groups(TEMPERATURES, config["execution"]["md_replicas_per_job"])
+MD_GROUP_OF = {T: name for name, g in (MD_GROUPS or {}).items() for T in g}
+
 wildcard_constraints:
     T=r"[0-9]+(\.[0-9]+)?",
+    group=r"T[0-9._]+",
 
 # ---------------------------------------------------------------------------- the config
 
