@@ -1,6 +1,6 @@
 """Structure functions: features per second against DScribe's C++ ACSF, measured in the same run.
 
-System: N = 3000 liquid silica atoms (``../shared/data/silica_positions.npy`` when present: a
+System: N = 3000 liquid silica atoms (``tests/data/silica_liquid_3000.npy`` when present: a
 BKS liquid at 2.2 g/cm^3 in a cubic box of 35.66 A; otherwise uniform random positions at the
 same density, which have somewhat more crowded neighbourhoods). Grid: the default config
 (51 radial centres x 2 species + 12 angular triples x 3 species pairs = 138 features,
@@ -35,7 +35,7 @@ import numpy as np
 from softness import config
 from softness.structure import StructureGrid, compute_features
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "silica_positions.npy"
+SHARED = Path(__file__).resolve().parents[1] / "tests" / "data" / "silica_liquid_3000.npy"
 BOX_3000 = 35.660930663857577
 
 
