@@ -208,24 +208,19 @@ def verlet_list(box, cutoff: float, skin: float) -> VerletListFns:
 
 
 def update_replicas(fns: VerletListFns, R, nbrs):
-    """``update`` for replicas stacked on a leading axis ([B, N, 3] positions).
+    """``update`` for replicas stacked on a leading axis ([B, N, 3] positions), under ``vmap``.
 
-    Each replica's list is rebuilt exactly when that replica needs it (as in a single run);
-    the build runs, for all replicas at once, only on steps where at least one needs it,
-    since a ``lax.cond`` under ``vmap`` would run both branches on every step.
+    On a step where any replica needs a rebuild, every replica's list is rebuilt (a
+    ``lax.cond`` under ``vmap`` would run both branches on every step, and choosing per
+    replica costs a pass over every list). A list rebuilt early holds the same pairs within
+    the cutoff in the same order, so the forces are the same to the bit.
     """
     import jax
     import jax.numpy as jnp
     from jax import lax
 
     need = jax.vmap(fns.needs_rebuild)(R, nbrs)
-
-    def rebuild(R, nbrs):
-        new = jax.vmap(fns.build)(R, nbrs)
-        return jax.tree.map(lambda a, b: jnp.where(need.reshape(need.shape + (1,) * (a.ndim - 1)), a, b),
-                            new, nbrs)
-
-    return lax.cond(jnp.any(need), rebuild, lambda R, nbrs: nbrs, R, nbrs)
+    return lax.cond(jnp.any(need), jax.vmap(fns.build), lambda R, nbrs: nbrs, R, nbrs)
 
 
 # ---------------------------------------------------------------------------- pair potentials
