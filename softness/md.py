@@ -470,11 +470,7 @@ class Engine:
         if self.fast:
             return self.verlet.allocate(R, extra=self.extra_capacity)
         kw = {} if box is None else {"box": box}
-        nbrs = self.neighbor_fn.allocate(R, extra_capacity=self.extra_capacity, **kw)
-        # jax_md keeps the cell size, a static (metadata) field, as a 0-d array; two equal
-        # arrays compare to an array, which jit's pytree equality cannot use. A float can.
-        if np.ndim(nbrs.cell_size) == 0 and nbrs.cell_size is not None:
-            nbrs = nbrs.set(cell_size=float(nbrs.cell_size))
+        nbrs = _static_cell_size(self.neighbor_fn.allocate(R, extra_capacity=self.extra_capacity, **kw))
         nbrs = _pad_capacity(nbrs, self.n_atoms)
         # A new allocation makes a new (equivalent) cell-list function object; reuse the
         # first one so that the compiled chunk is not traced again.
@@ -659,6 +655,15 @@ class Engine:
                 raise SoftnessError(
                     f"the box shrank to {edges.min():.2f} A at step {int(c['step'])}, less than twice the "
                     f"cutoff ({self.cutoff_A:g} A); use more atoms or a lower pressure.")
+
+
+def _static_cell_size(nbrs):
+    """jax_md keeps the cell size, a static (metadata) field, as a 0-d array; two equal arrays
+    compare to an array, which jit's pytree equality cannot use (a loop over a list allocated
+    outside fails once jax_md has traced its cell size elsewhere). A float can."""
+    if nbrs.cell_size is not None and np.ndim(nbrs.cell_size) == 0:
+        nbrs = nbrs.set(cell_size=float(nbrs.cell_size))
+    return nbrs
 
 
 def _pad_capacity(nbrs, n_atoms: int):
@@ -1095,7 +1100,7 @@ def relax(engine: Engine, positions, n_steps: int) -> np.ndarray:
 
     R = jnp.asarray(np.asarray(positions), engine.dtype)
     mass = jnp.asarray(engine.masses, engine.dtype)
-    nbrs = neighbor_fn.allocate(R)
+    nbrs = _static_cell_size(neighbor_fn.allocate(R))
     s = init(R, neighbor=nbrs, mass=mass)
     done, extra = 0, 0
     while done < n_steps:
@@ -1103,7 +1108,7 @@ def relax(engine: Engine, positions, n_steps: int) -> np.ndarray:
         new, new_nbrs = run(s, nbrs, n)
         if Engine._overflowed(new_nbrs):
             extra += 8
-            nbrs = neighbor_fn.allocate(s.position, extra_capacity=extra)
+            nbrs = _static_cell_size(neighbor_fn.allocate(s.position, extra_capacity=extra))
             continue
         s, nbrs = new, new_nbrs
         done += n
