@@ -1559,7 +1559,7 @@ def _run_group(cfg, start, members: list, box, resume: bool, dtype) -> dict:
                 failed[m.T] = f"the run at {m.T:g} K: {exc}"
         return failed
     step = steps.pop()
-    if step > 0:
+    if all(s is not None for s in stored):  # (at step 0 too: a kill right after the first checkpoint)
         states, images = [], []
         for m, (state, image, _, _, _, meta) in zip(members, stored, strict=True):
             m.resumed(meta)

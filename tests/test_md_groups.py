@@ -124,6 +124,31 @@ def test_a_killed_group_resumes_every_replica_bit_for_bit(group, tmp_path, monke
         assert not md.checkpoint_path(o).exists() and not temporary_path(o).exists()
 
 
+def test_a_group_stopped_right_after_its_first_checkpoint_resumes_at_step_0(group, tmp_path, monkeypatch,
+                                                                             caplog):
+    cfg, d = group
+    outs = [tmp_path / f"T{T:g}.h5" for T in TEMPS]
+    write, written = md._Checkpoint.write, []
+
+    def write_then_stop(self, *args, **kwargs):
+        write(self, *args, **kwargs)
+        written.append(self.path)
+        if len(written) == len(TEMPS):  # both step-0 checkpoints written, as a wall-time kill may land
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(md._Checkpoint, "write", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        md.run_temperatures(cfg, d / "quench.h5", TEMPS, outs)
+    monkeypatch.setattr(md._Checkpoint, "write", write)
+    with caplog.at_level(logging.INFO, logger="softness.md"):
+        md.run_temperatures(cfg, d / "quench.h5", TEMPS, outs, resume=True)
+    assert "resuming the runs at 3500, 4500 K at step 0" in caplog.text
+    for T, o in zip(TEMPS, outs, strict=True):
+        ref, got = _datasets(d / f"group{T:g}.h5"), _datasets(o)
+        for name in ref:
+            assert_array_equal(got[name], ref[name], err_msg=f"{T:g} K: {name}")
+
+
 def _quench_with_bad_velocity(d, tmp_path, T):
     q = tmp_path / "quench.h5"
     shutil.copy(d / "quench.h5", q)
