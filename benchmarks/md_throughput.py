@@ -184,8 +184,8 @@ class Ours:
                             log_every_s=1e9)
         loop = md._Run(self.engine, sched=md.schedule(self.T), total_steps=start + n, grid=grid,
                        chunk_len=self.engine.frames_per_chunk * self.every,
-                       checkpoint_every=self.cfg["md"]["checkpoint_every_steps"], checkpoint=None, key=None,
-                       meta={}, progress=progress,
+                       checkpoint_every=self.cfg["md"]["checkpoint_every_steps"], save=None,
+                       progress=progress,
                        on_frames=lambda fr: self.partial.append(fr, step_offset=0, timestep_fs=1.0))
         self.c = loop.run(self.c, step=start, next_frame=grid.next_at_or_after(start + 1))
         self.step = start + n
@@ -228,8 +228,6 @@ class Bare:
     of 64 pairs (XLA:CPU runs some of jax_md's own sizes much slower, see md._pad_capacity)."""
 
     def __init__(self, engine: md.Engine, state, T: float):
-        import jax
-        from jax import lax
         from jax_md import simulate, space
 
         jnp = engine._jnp
@@ -243,16 +241,7 @@ class Bare:
         self.n_atoms = engine.n_atoms
         self.state = state
         self.nbrs = self.allocate(state.position)
-
-        @jax.jit
-        def run(state, nbrs, n):
-            def body(i, c):
-                s, nb = c
-                nb = nb.update(s.position)
-                return apply(s, neighbor=nb), nb
-            return lax.fori_loop(0, n, body, (state, nbrs))
-
-        self.run = run
+        self.run = md.jax_md_steps(apply)
 
     def allocate(self, R, extra_capacity=0):
         return md._pad_capacity(self.neighbor_fn.allocate(R, extra_capacity=extra_capacity), self.n_atoms)

@@ -873,23 +873,20 @@ class _Run:
     """The host loop shared by both stages: chunks, frames, checkpoints, progress."""
 
     def __init__(self, engine: Engine, *, sched, total_steps: int, grid: FrameGrid | None,
-                 chunk_len: int, checkpoint_every: int, checkpoint: _Checkpoint | None, key, meta,
-                 progress: Progress | None, events=(), on_frames=None, on_event=None, before_checkpoint=None,
-                 check=None, save=None):
+                 chunk_len: int, checkpoint_every: int, save, progress: Progress | None, events=(),
+                 on_frames=None, on_event=None, check=None):
+        """``save(c, next_frame)`` writes the checkpoint (or nothing: None); ``check(c,
+        frames)`` raises when a chunk went bad (default: ``engine.check``)."""
         self.engine = engine
         self.sched = sched
         self.total = total_steps
         self.grid = grid
         self.chunk_len = chunk_len
         self.every = -(-checkpoint_every // chunk_len) * chunk_len
-        self.checkpoint = checkpoint
-        self.key = key
-        self.meta = meta
         self.progress = progress
         self.events = sorted(set(events))
         self.on_frames = on_frames
         self.on_event = on_event
-        self.before_checkpoint = before_checkpoint
         self.check = engine.check if check is None else check
         self.save = save
         self.next_frame = None
@@ -935,14 +932,6 @@ class _Run:
     def _checkpoint(self, c, next_frame):
         if self.save is not None:
             self.save(c, next_frame)
-            return
-        if self.checkpoint is None:
-            return
-        meta = dict(self.meta)
-        if self.before_checkpoint is not None:
-            meta.update(self.before_checkpoint())
-        meta["next_frame"] = next_frame
-        self.checkpoint.write(self.engine, c, key=self.key, meta=meta)
 
 
 # ---------------------------------------------------------------------------- partial files
@@ -1004,31 +993,32 @@ def _resume_hint(command: str, ckpt: Path, dt_fs: float, why: str) -> str:
             f"run the same command with --resume to continue: {command} --resume")
 
 
-def _stage(cfg, out: Path, resume: bool, body, *, command: str, work=None):
-    """Common frame of both stages: what is kept when the stage does not finish.
+def _stage(cfg, works, body, *, command: str):
+    """Common frame of the stages: what is kept when ``body()`` does not finish.
 
-    A physics or input failure (SoftnessError: NaN, runaway, bad input) removes the partial
-    trajectory and the checkpoint, since resuming would only repeat it. Anything else, an
-    interruption (Ctrl-C, a wall-time SIGTERM) or a failure outside the physics (I/O, a
-    crash, a signal that surfaces as another error), keeps both, so --resume continues.
+    ``works`` are the paths next to which the stage keeps its partial trajectories and
+    checkpoints (one per product; several for a group of runs). A physics or input failure
+    (SoftnessError: NaN, runaway, bad input) removes them all, since resuming would only repeat
+    it. Anything else, an interruption (Ctrl-C, a wall-time SIGTERM) or a failure outside the
+    physics (I/O, a crash, a signal that surfaces as another error), keeps each checkpoint and
+    its partial trajectory, so --resume continues.
     """
-    out = Path(out)
-    work = out if work is None else Path(work)
-    partial = temporary_path(work)
-    ckpt = _Checkpoint(checkpoint_path(work))
+    files = [(temporary_path(Path(w)), _Checkpoint(checkpoint_path(Path(w)))) for w in works]
     try:
-        body(partial, ckpt)
+        return body()
     except SoftnessError:
-        partial.unlink(missing_ok=True)
-        ckpt.remove()
+        for partial, ckpt in files:
+            partial.unlink(missing_ok=True)
+            ckpt.remove()
         raise
     except BaseException as exc:
-        if ckpt.exists():
-            why = ("interrupted" if isinstance(exc, KeyboardInterrupt)
-                   else f"stopped by {type(exc).__name__}: {exc}")
-            log.warning(_resume_hint(command, ckpt.path, cfg["md"]["timestep_fs"], why))
-        else:
-            partial.unlink(missing_ok=True)
+        why = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+               else f"stopped by {type(exc).__name__}: {exc}")
+        for partial, ckpt in files:
+            if ckpt.exists():
+                log.warning(_resume_hint(command, ckpt.path, cfg["md"]["timestep_fs"], why))
+            else:
+                partial.unlink(missing_ok=True)
         raise
 
 
@@ -1071,14 +1061,31 @@ def _engine_for(cfg: dict, species, masses, box, *, ensemble, frame_every, dtype
 
 # ---------------------------------------------------------------------------- relaxation
 
+def jax_md_steps(apply):
+    """``fn(state, nbrs, n) -> (state, nbrs)``, jitted: ``n`` steps of a jax_md integrator or
+    minimiser ``apply``, its neighbour list updated before each (jax_md's own loop: the FIRE
+    relaxation, and the reference the engine is tested and benchmarked against). Overflow is
+    the caller's to check."""
+    import jax
+    from jax import lax
+
+    @jax.jit
+    def run(state, nbrs, n):
+        def body(i, c):
+            s, nb = c
+            nb = nb.update(s.position)
+            return apply(s, neighbor=nb), nb
+        return lax.fori_loop(0, n, body, (state, nbrs))
+
+    return run
+
+
 def relax(engine: Engine, positions, n_steps: int) -> np.ndarray:
     """FIRE minimisation (jax_md.minimize.fire_descent) of ``positions`` in the engine's box.
 
     A random packing starts far from any minimum; melting it directly would release
     ~200 kcal/mol per atom as heat. Returns the relaxed real positions.
     """
-    import jax
-    from jax import lax
     from jax_md import minimize, space
 
     if n_steps <= 0:
@@ -1089,14 +1096,7 @@ def relax(engine: Engine, positions, n_steps: int) -> np.ndarray:
     neighbor_fn, energy_fn = silica.bks_energy(displacement, box, engine.species, cutoff_A=engine.cutoff_A)
     dt0 = units.fs_to_internal(0.5)
     init, apply = minimize.fire_descent(energy_fn, shift, dt_start=dt0, dt_max=4 * dt0)
-
-    @jax.jit
-    def run(s, nbrs, n):
-        def body(i, c):
-            s, nbrs = c
-            nbrs = nbrs.update(s.position)
-            return apply(s, neighbor=nbrs), nbrs
-        return lax.fori_loop(0, n, body, (s, nbrs))
+    run = jax_md_steps(apply)
 
     R = jnp.asarray(np.asarray(positions), engine.dtype)
     mass = jnp.asarray(engine.masses, engine.dtype)
@@ -1160,7 +1160,8 @@ def quench(cfg: dict, out, resume: bool = False) -> None:
     silica.check_box(structure.box, cfg["potential"]["cutoff_A"], "the initial box")
     command = f"softness quench --out {out}"
 
-    def body(partial_path, ckpt):
+    def body():
+        ckpt = _Checkpoint(checkpoint_path(out))
         with precision_scope(cfg["precision"]) as dtype:
             engine = _engine_for(cfg, structure.species, structure.masses, structure.box,
                                  ensemble=q["ensemble"], frame_every=plan["frame_every"], dtype=dtype,
@@ -1168,7 +1169,7 @@ def quench(cfg: dict, out, resume: bool = False) -> None:
             key = _key(cfg["seed"], _STAGE_QUENCH)
             identity = _identity(cfg, ["seed", "precision", "temperatures_K", "system", "potential", "md",
                                        "quench"])
-            partial = _PartialTrajectory(partial_path)
+            partial = _PartialTrajectory(temporary_path(out))
             sched = schedule(q["T_melt_K"], q["T_min_K"], plan["n_melt"], -plan["rate"])
             grid = FrameGrid(0, plan["frame_every"], plan["total"])
             resumed = ckpt.resume(
@@ -1201,10 +1202,12 @@ def quench(cfg: dict, out, resume: bool = False) -> None:
             progress = Progress("quench", plan["total"], md["timestep_fs"], start_step=step)
             loop = _Run(engine, sched=sched, total_steps=plan["total"], grid=grid,
                         chunk_len=engine.frames_per_chunk * plan["frame_every"],
-                        checkpoint_every=md["checkpoint_every_steps"], checkpoint=ckpt, key=key,
-                        meta={"identity": identity}, progress=progress, events=list(snap_steps),
+                        checkpoint_every=md["checkpoint_every_steps"], progress=progress,
+                        events=list(snap_steps),
                         on_frames=lambda fr: partial.append(fr, step_offset=0, timestep_fs=md["timestep_fs"]),
-                        on_event=on_event, before_checkpoint=lambda: {"n_frames": partial.n_frames})
+                        on_event=on_event,
+                        save=lambda c, nf: ckpt.write(engine, c, key=key, meta={
+                            "identity": identity, "n_frames": partial.n_frames, "next_frame": nf}))
             c = loop.run(c, step=step, next_frame=next_frame)
             progress.close()
             final_box = np.asarray(engine.box_of(c["state"]), dtype=np.float64)
@@ -1221,7 +1224,7 @@ def quench(cfg: dict, out, resume: bool = False) -> None:
             ckpt.remove()
             log.info("quench done: %d frames, final density %.4f g/cm^3 -> %s", partial.n_frames, rho, out)
 
-    _stage(cfg, out, resume, body, command=command)
+    _stage(cfg, [out], body, command=command)
 
 
 def _snapshot_arrays(engine: Engine, c) -> dict:
@@ -1295,10 +1298,10 @@ class _Member:
     def __init__(self, cfg: dict, plan: dict, start, T: float, out, work):
         self.T = T
         self.out = Path(out)
-        work = self.out if work is None else Path(work)
-        work.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = _PartialTrajectory(temporary_path(work))
-        self.ckpt = _Checkpoint(checkpoint_path(work))
+        self.work = self.out if work is None else Path(work)  # where its partial file and checkpoint live
+        self.work.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = _PartialTrajectory(temporary_path(self.work))
+        self.ckpt = _Checkpoint(checkpoint_path(self.work))
         self.snap = read_snapshot(start, T)
         self.key = _key(cfg["seed"], _STAGE_RUN, T)
         self.identity = _identity(cfg, ["seed", "precision", "system", "potential", "md", "run"],
@@ -1443,34 +1446,18 @@ def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = Fals
                 f"the snapshots at {temps[0]:g} K and {m.T:g} K have different boxes (a constant-pressure "
                 "quench); runs in one group share one box: run them one per job.")
     silica.check_box(box, cfg["potential"]["cutoff_A"], "the snapshot's box")
-    label = ", ".join(f"{T:g}" for T in temps)
     command = (f"softness run --start {start} --temperature {' '.join(f'{T:g}' for T in temps)} "
                f"--out {' '.join(str(o) for o in outs)}")
+    works = [m.work for m in members]
     if len(members) == 1:
-        m = members[0]
-        _stage(cfg, m.out, resume, lambda partial, ckpt: _run_alone(cfg, start, m, resume), command=command,
-               work=works[0])
+        _stage(cfg, works, lambda: _run_alone(cfg, start, members[0], resume), command=command)
         return {}
-    failed = {}
-    try:
+
+    def body():
         with precision_scope(cfg["precision"]) as dtype:
-            failed = _run_group(cfg, start, members, box, resume, dtype)
-    except SoftnessError:
-        for m in members:
-            m.discard()
-        raise
-    except BaseException as exc:
-        why = ("interrupted" if isinstance(exc, KeyboardInterrupt)
-               else f"stopped by {type(exc).__name__}: {exc}")
-        kept = [m for m in members if m.ckpt.exists()]
-        for m in members:
-            if not m.ckpt.exists():
-                m.partial.path.unlink(missing_ok=True)
-        if kept:
-            log.warning("the runs at %s K were %s; the checkpoints %s are kept; run the same command with "
-                        "--resume to continue: %s --resume", label, why,
-                        ", ".join(str(m.ckpt.path) for m in kept), command)
-        raise
+            return _run_group(cfg, start, members, box, resume, dtype)
+
+    failed = _stage(cfg, works, body, command=command)
     if failed and not keep_going:
         raise SoftnessError(" ".join(failed.values())
                             + (" The other temperatures finished." if len(failed) < len(members) else ""))
@@ -1508,8 +1495,8 @@ def _run_alone(cfg, start, m: _Member, resume: bool) -> None:
         progress = Progress(f"run {m.T:g} K", plan["total"], dt, start_step=step)
         loop = _Run(engine, sched=schedule(m.T), total_steps=plan["total"], grid=grid,
                     chunk_len=engine.frames_per_chunk * plan["frame_every"],
-                    checkpoint_every=md["checkpoint_every_steps"], checkpoint=None, key=None, meta=None,
-                    progress=progress, events=[plan["n_eq"]], on_frames=lambda fr: m.on_frames(fr, dt),
+                    checkpoint_every=md["checkpoint_every_steps"], progress=progress, events=[plan["n_eq"]],
+                    on_frames=lambda fr: m.on_frames(fr, dt),
                     save=lambda c, nf: m.ckpt.write(engine, c, key=m.key, meta=m.meta(nf)))
         loop.run(c, step=step, next_frame=next_frame)
         progress.close()
@@ -1600,8 +1587,7 @@ def _run_group(cfg, start, members: list, box, resume: bool, dtype) -> dict:
         loop = _Run(engine, sched=np.stack([schedule(m.T) for m in active]), total_steps=plan["total"],
                     grid=grid,
                     chunk_len=engine.frames_per_chunk * plan["frame_every"],
-                    checkpoint_every=md["checkpoint_every_steps"], checkpoint=None, key=None, meta=None,
-                    progress=progress, events=[plan["n_eq"]],
+                    checkpoint_every=md["checkpoint_every_steps"], progress=progress, events=[plan["n_eq"]],
                     on_frames=lambda fr, ms=tuple(active): on_frames(ms, fr),
                     check=check, save=save)
         try:

@@ -221,7 +221,6 @@ class _JaxMdNVE:
     def __init__(self, species, masses, box, cutoff, dtype):
         import jax
         import jax.numpy as jnp
-        from jax import lax
         from jax_md import simulate, space
 
         self.n_atoms = len(species)
@@ -231,17 +230,8 @@ class _JaxMdNVE:
         self.neighbor_fn, energy_fn = silica.bks_energy(displacement, box_j, species, cutoff_A=cutoff)
         self.init_fn, apply = simulate.nve(energy_fn, shift, units.fs_to_internal(1.0))
         self.dtype = dtype
-
-        @jax.jit
-        def run(s, nbrs, n):
-            def body(i, c):
-                s, nb = c
-                nb = nb.update(s.position)
-                return apply(s, neighbor=nb), nb
-            s, nbrs = lax.fori_loop(0, n, body, (s, nbrs))
-            return s, nbrs, energy_fn(s.position, nbrs) + simulate.kinetic_energy(s)
-
-        self.run = run
+        self.steps = md.jax_md_steps(apply)
+        self.total_energy = jax.jit(lambda s, nbrs: energy_fn(s.position, nbrs) + simulate.kinetic_energy(s))
 
     def init(self, positions, key, velocities_A_fs):
         import jax.numpy as jnp
@@ -257,7 +247,8 @@ class _JaxMdNVE:
         s, nbrs, step = c["s"], c["nbrs"], c["step"]
         for k in range(n_frames):
             n = n_first if k == 0 else 20
-            s, nbrs, e = self.run(s, nbrs, n)
+            s, nbrs = self.steps(s, nbrs, n)
+            e = self.total_energy(s, nbrs)
             assert not nbrs.did_buffer_overflow
             step += n
             steps.append(step)

@@ -17,36 +17,17 @@ import numpy as np
 import pytest
 import yaml
 from numpy.testing import assert_allclose, assert_array_equal
+from test_md_robustness import MECH, _datasets
 
 from softness import cli, config, md
 from softness.errors import SoftnessError
 from softness.io import temporary_path
 from softness.progress import Progress
 
-GROUP = {
-    "seed": 7,
-    "temperatures_K": [3500.0, 4500.0],
-    "system": {"n_sio2": 30},
-    "potential": {"cutoff_A": 5.5},
-    "md": {"chunk_steps": 200, "checkpoint_every_steps": 400},
-    "quench": {"T_melt_K": 4500.0, "melt_time_fs": 200.0, "T_min_K": 3500.0,
-               "cooling_rate_K_per_ps": 5000.0, "frame_interval_fs": 100.0, "relax_steps": 200},
-    "run": {"equilibration_time_fs": 400.0, "production_time_fs": 1200.0, "frame_interval_fs": 20.0},
-    "features": {"cutoff_A": 5.5, "radial_r_max_A": 5.0},
-    "hops": {"t_R_fs": 100.0, "t_quiet_fs": 100.0},
-}
+# The 90-atom system of test_md_robustness.py with a short run and a checkpoint every 400 steps.
+GROUP = {**MECH, "md": {"chunk_steps": 200, "checkpoint_every_steps": 400},
+         "run": {"equilibration_time_fs": 400.0, "production_time_fs": 1200.0, "frame_interval_fs": 20.0}}
 TEMPS = (3500.0, 4500.0)
-
-
-def _datasets(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out[name] = obj[()]
-
-        f.visititems(visit)
-    return out
 
 
 @pytest.fixture(scope="module")
