@@ -25,6 +25,19 @@ Labels (per species thresholds):
     ``t_quiet`` centred on t (2 q + 1 frames, ``q = round(t_quiet / (2 dt))``), every
     frame of which has a defined p_hop; the structure at t is the middle of that window;
   * -1 otherwise (neither; also every frame where p_hop is NaN).
+The classifier trains on these labels.
+
+Events (what P_R counts). A rearrangement *event* of atom i is one excursion of p_hop above
+its species' p_c; excursions of the same atom separated by fewer than h frames are one event,
+since one jump raises p_hop over about 2 h frames and p_hop may flicker around p_c on the way
+up and down. The event sits at the frame where p_hop is largest inside the (merged)
+excursion: a jump between frames t-1 and t maximises p_hop at t, so that is the jump frame.
+On the first and last frame with a defined p_hop the peak of an excursion may lie outside the
+run (a jump before the first frame leaves a falling tail), so no event is located there; the
+event rate counts events per atom over the frames where one can be located (F - 2 h - 1
+frames, from h + 1 to F - h - 1). The maxima of the excursions (p_hop at the events) are the
+calibration of p_c: a well-placed p_c leaves them in a tail of cage jumps (near a^2 for jumps of
+length a) clearly above it, not piled up just above p_c on the shoulder of the vibrational peak.
 """
 
 from __future__ import annotations
@@ -195,20 +208,137 @@ def rearrangement_labels(p_hop_values, species, p_c, p_quiet, quiet_half_window:
     return labels
 
 
-def rearrangement_events(p_hop_values, species, p_c) -> np.ndarray:
-    """Number of rearrangement events per species: onsets of runs of frames with p_hop > p_c.
+#: Values of ``/events``.
+EVENT, NO_EVENT, UNOBSERVED = 1, 0, -1
 
-    A run that is already going on at the first defined frame counts as one event.
+#: Bin edges (Angstrom^2) of the stored histogram of excursion maxima, 20 per decade.
+EVENT_MAX_EDGES_A2 = np.logspace(-3, 3, 121)
+
+
+def _event_peaks(p: np.ndarray, p_c: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame and atom of the peak of every merged excursion of p_hop above p_c.
+
+    Args:
+      p: [F, n] p_hop (NaN where undefined, which never counts as above p_c).
+      p_c: [n] thresholds.
+      h: excursions separated by fewer than h frames below p_c are merged.
 
     Returns:
-      [2] int counts (Si, O).
+      frames [E], atoms [E] of the first frame holding each merged excursion's largest p_hop.
+    """
+    n_frames, n_atoms = p.shape
+    width = n_frames + 2  # one frame of padding on both sides keeps each atom's runs apart
+    above = np.zeros((n_atoms, width), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        above[:, 1:-1] = (p > p_c).T
+    step = np.diff(above.ravel().view(np.int8))
+    starts = np.flatnonzero(step == 1) + 1  # flat index of the first frame of each run above p_c
+    ends = np.flatnonzero(step == -1) + 1  # ... and of the first frame after it
+    if starts.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    same_atom = starts[1:] // width == ends[:-1] // width
+    new_event = np.r_[True, ~same_atom | (starts[1:] - ends[:-1] >= h)]
+    ev_start, ev_end = starts[new_event], ends[np.r_[new_event[1:], True]]
+    values = np.full((n_atoms, width), -np.inf)
+    values[:, 1:-1] = np.where(np.isfinite(p), p, -np.inf).T
+    values = values.ravel()
+    peak_value = np.maximum.reduceat(values, np.ravel(np.column_stack([ev_start, ev_end])))[::2]
+    # Which event each flat index inside an event belongs to, then its first maximum.
+    opened = np.zeros(values.size, np.int64)
+    opened[ev_start] = 1
+    closed = np.zeros(values.size, np.int64)
+    closed[ev_end] = 1
+    event_id = np.cumsum(opened) - 1
+    inside = np.flatnonzero(event_id >= np.cumsum(closed))  # opened more events than closed
+    event_id = event_id[inside]
+    hit = values[inside] == peak_value[event_id]
+    at_peak, peak_id = inside[hit], event_id[hit]
+    first = at_peak[np.r_[True, np.diff(peak_id) != 0]]
+    return first % width - 1, first // width
+
+
+def rearrangement_events(p_hop_values, species, p_c, half_window: int, *,
+                         atom_chunk: int = 1024) -> np.ndarray:
+    """Rearrangement events: the peak frame of each excursion of p_hop above p_c.
+
+    An excursion is a run of frames with p_hop > p_c; runs of one atom separated by fewer than
+    ``half_window`` frames are one event (one jump raises p_hop for about 2 h frames and may
+    flicker around p_c). The event is placed at the frame of the largest p_hop inside it, which
+    is the jump frame t of a jump between frames t-1 and t.
+
+    Args:
+      p_hop_values: [F, N] p_hop in Angstrom^2 (NaN where undefined).
+      species: [N] species (0 = Si, 1 = O).
+      p_c: per-species thresholds [2] in Angstrom^2.
+      half_window: h, the half window of p_hop in frames (the merging distance).
+      atom_chunk: atoms processed together (bounds the temporary memory).
+
+    Returns:
+      [F, N] int8: 1 at each event, 0 elsewhere, -1 where no event can be located: where p_hop
+      is NaN, and on each atom's first and last frame with a defined p_hop (a peak there may lie
+      outside the run; an event whose peak falls there is not counted).
     """
     p = np.asarray(p_hop_values)
-    above = p > _per_atom(p_c, species)
-    onsets = above.copy()
-    onsets[1:] &= ~above[:-1]
-    per_atom = onsets.sum(axis=0)
-    return np.array([per_atom[np.asarray(species) == s].sum() for s in range(2)], dtype=np.int64)
+    n_frames, n_atoms = p.shape
+    p_c_atom = _per_atom(p_c, species)
+    events = np.zeros((n_frames, n_atoms), dtype=np.int8)
+    for a0 in range(0, n_atoms, atom_chunk):
+        sl = slice(a0, min(a0 + atom_chunk, n_atoms))
+        frames, atoms = _event_peaks(p[:, sl], p_c_atom[sl], int(half_window))
+        events[frames, atoms + a0] = EVENT
+    defined = np.isfinite(p)
+    events[~defined] = UNOBSERVED
+    has = defined.any(axis=0)
+    cols = np.flatnonzero(has)
+    events[np.argmax(defined, axis=0)[has], cols] = UNOBSERVED
+    events[n_frames - 1 - np.argmax(defined[::-1], axis=0)[has], cols] = UNOBSERVED
+    return events
+
+
+def event_p_hop_maxima(p_hop_values, events, species) -> list[np.ndarray]:
+    """The excursion maximum of every event per species: p_hop at the event frames.
+
+    Returns:
+      [Si values, O values] in Angstrom^2.
+    """
+    frames, atoms = np.nonzero(np.asarray(events) == EVENT)
+    values = np.asarray(p_hop_values)[frames, atoms]
+    own = np.asarray(species)[atoms]
+    return [values[own == s] for s in range(2)]
+
+
+def event_statistics(events, species, dt_fs: float, half_window: int) -> dict:
+    """Per-species event counts, rates and the share of atoms with an event per p_hop window.
+
+    Args:
+      events: [F, N] output of :func:`rearrangement_events`.
+      species: [N].
+      dt_fs: frame interval in fs.
+      half_window: h; the p_hop window is 2 h frames.
+
+    Returns:
+      dict of [2] arrays: ``n_events``, ``observed_fs`` (atom-frames where an event can be
+      located, times dt, summed over the species' atoms), ``rate_per_fs`` (events per atom per
+      fs) and ``window_fraction`` (fraction of (atom, window) pairs with at least one event, over
+      consecutive windows of 2 h frames where every atom's events are observed).
+    """
+    events = np.asarray(events)
+    species = np.asarray(species)
+    observed_rows = np.flatnonzero(np.all(events != UNOBSERVED, axis=1))
+    n_windows = observed_rows.size // (2 * half_window)
+    out = {"n_events": np.zeros(2, np.int64), "observed_fs": np.zeros(2),
+           "rate_per_fs": np.full(2, np.nan), "window_fraction": np.full(2, np.nan)}
+    for s in range(2):
+        own = events[:, species == s]
+        out["n_events"][s] = np.sum(own == EVENT)
+        out["observed_fs"][s] = np.sum(own != UNOBSERVED) * dt_fs
+        if out["observed_fs"][s] > 0:
+            out["rate_per_fs"][s] = out["n_events"][s] / out["observed_fs"][s]
+        if n_windows and own.shape[1]:
+            rows = observed_rows[: n_windows * 2 * half_window]
+            per_window = (own[rows] == EVENT).reshape(n_windows, 2 * half_window, -1).any(axis=1)
+            out["window_fraction"][s] = per_window.mean()
+    return out
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -218,18 +348,22 @@ def _thresholds(cfg: dict, key: str) -> np.ndarray:
 
 
 def hops_file(cfg: dict, trajectory, out) -> None:
-    """The ``softness hops`` stage: p_hop and labels of every atom and frame.
+    """The ``softness hops`` stage: p_hop, labels and rearrangement events of every atom and frame.
 
     Args:
       cfg: resolved config (uses ``hops``).
       trajectory: H5MD trajectory with image flags.
       out: the HDF5 product to write. Datasets: ``/p_hop`` [F, N] float32 (A^2, NaN where
-        the window does not fit), ``/labels`` [F, N] int8, ``/frames``, ``/step``,
-        ``/time_fs``, ``/species``, ``/species_names``, ``/thresholds/p_c_A2`` [2],
-        ``/thresholds/p_quiet_A2`` [2], ``/n_events`` [2], ``/rearrangement_rate_per_fs``
-        [2] (events per atom per fs over the frames where p_hop is defined); root attributes
-        ``temperature_K``, ``t_R_fs`` and ``t_quiet_fs`` (as used, after rounding to frames),
-        ``half_window_frames``, ``quiet_half_window_frames``, ``frame_interval_fs``.
+        the window does not fit), ``/labels`` [F, N] int8, ``/events`` [F, N] int8 (see
+        :func:`rearrangement_events`), ``/frames``, ``/step``, ``/time_fs``, ``/species``,
+        ``/species_names``, ``/thresholds/p_c_A2`` [2], ``/thresholds/p_quiet_A2`` [2],
+        ``/n_events`` [2] (events), ``/rearrangement_rate_per_fs`` [2] (events per atom per fs
+        over the frames where an event can be located), ``/event_window_fraction`` [2] (share
+        of atoms with an event per p_hop window), ``/event_p_hop_max/counts`` [2, K] and
+        ``/event_p_hop_max/edges_A2`` [K + 1] (histogram of the excursion maxima, p_hop at the
+        events); root attributes ``temperature_K``, ``t_R_fs`` and ``t_quiet_fs`` (as used,
+        after rounding to frames), ``half_window_frames``, ``quiet_half_window_frames``,
+        ``frame_interval_fs``.
     """
     hcfg = cfg["hops"]
     traj = read_trajectory(trajectory)
@@ -251,18 +385,17 @@ def hops_file(cfg: dict, trajectory, out) -> None:
 
     p = p_hop(traj.positions, h, images=traj.images, box=traj.box)
     labels = rearrangement_labels(p, traj.species, p_c, p_quiet, q)
-    events = rearrangement_events(p, traj.species, p_c)
-    n_per_species = np.bincount(traj.species, minlength=2)
-    duration = (n_frames - 2 * h + 1) * dt  # frames with a defined p_hop, each standing for dt
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = events / (n_per_species * duration)
-    # Events are onsets of runs above p_c; hot, runs merge and the event rate falls while the
-    # share of rearranging labels (what P_R counts) keeps rising, so both are logged.
+    events = rearrangement_events(p, traj.species, p_c, h)
+    stats = event_statistics(events, traj.species, dt, h)
+    peak_counts = np.stack([np.histogram(v, bins=EVENT_MAX_EDGES_A2)[0]
+                            for v in event_p_hop_maxima(p, events, traj.species)])
     for s, name in enumerate(SPECIES_NAMES):
         own = labels[h:n_frames - h + 1, traj.species == s]
         share = (100 * np.mean(own == REARRANGING), 100 * np.mean(own == QUIET)) if own.size else (0.0, 0.0)
-        log.info("%s: %d rearrangement events (onsets), %.3g per atom per ps; labels %.3g%% rearranging, "
-                 "%.3g%% quiet", name, events[s], rate[s] * 1e3, *share)
+        log.info("%s: %d rearrangement events, %.3g per atom per ps, %.3g%% of atoms with an event per "
+                 "p_hop window of %g fs; labels %.3g%% rearranging, %.3g%% quiet", name,
+                 stats["n_events"][s], stats["rate_per_fs"][s] * 1e3, 100 * stats["window_fraction"][s],
+                 2 * h * dt, *share)
 
     with atomic_h5(out, "hops", cfg) as f:
         f.attrs["temperature_K"] = temperature
@@ -277,6 +410,12 @@ def hops_file(cfg: dict, trajectory, out) -> None:
         ds.attrs["unit"] = "angstrom^2"
         f.create_dataset("labels", data=labels, chunks=True, compression="gzip", compression_opts=1)
         f["labels"].attrs["meaning"] = "1 rearranging (p_hop > p_c), 0 quiet, -1 neither"
+        f.create_dataset("events", data=events, chunks=True, compression="gzip", compression_opts=1)
+        f["events"].attrs["meaning"] = (
+            "1 at the frame where a rearrangement event peaks (an excursion of p_hop above p_c, "
+            "excursions closer than half_window_frames merged; for a jump between frames t-1 and t, "
+            "frame t), 0 elsewhere, -1 where no event can be located (p_hop undefined, or the first or "
+            "last frame where it is defined)")
         f["frames"] = np.arange(n_frames, dtype=np.int64)
         f["step"] = traj.step
         f["time_fs"] = traj.time_fs
@@ -284,8 +423,18 @@ def hops_file(cfg: dict, trajectory, out) -> None:
         f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
         f["thresholds/p_c_A2"] = p_c
         f["thresholds/p_quiet_A2"] = p_quiet
-        f["n_events"] = events
-        f["rearrangement_rate_per_fs"] = rate
+        f["n_events"] = stats["n_events"]
+        f["rearrangement_rate_per_fs"] = stats["rate_per_fs"]
+        f["rearrangement_rate_per_fs"].attrs["meaning"] = (
+            "events per atom per fs over the frames where an event can be located (events != -1)")
+        f["event_window_fraction"] = stats["window_fraction"]
+        f["event_window_fraction"].attrs["meaning"] = (
+            "fraction of (atom, p_hop window of t_R_fs) pairs with at least one event")
+        f["event_p_hop_max/counts"] = peak_counts
+        f["event_p_hop_max/counts"].attrs["meaning"] = (
+            "per species (Si, O), number of events whose excursion maximum of p_hop falls in each bin")
+        f["event_p_hop_max/edges_A2"] = EVENT_MAX_EDGES_A2
+        f["event_p_hop_max/edges_A2"].attrs["unit"] = "angstrom^2"
     log.info("wrote %s", out)
 
 
@@ -315,11 +464,28 @@ def p_hop_histogram(p_hop_values, species, bins) -> np.ndarray:
     return out
 
 
-def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
-    """The p_hop calibration figure: one panel per species, one curve per temperature.
+def event_max_histogram(p_hop_values, events, species, bins) -> np.ndarray:
+    """Normalised histograms of log10 of the excursion maxima (p_hop at the events) per species.
 
-    Log-x histograms of p_hop with the thresholds p_c (solid) and p_quiet (dashed) marked.
-    A good p_c lies beyond the vibrational peak, in the tail made by cage jumps.
+    Args:
+      p_hop_values: [F, N] p_hop; events: [F, N] (:func:`rearrangement_events`); species: [N].
+      bins: bin edges in Angstrom^2 (log-spaced).
+
+    Returns:
+      [2, len(bins) - 1] probability density in log10(max p_hop) over the species' events.
+    """
+    peaks = np.where(np.asarray(events) == EVENT, np.asarray(p_hop_values), np.nan)
+    return p_hop_histogram(peaks, species, bins)
+
+
+def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
+    """The p_hop calibration figure: per species, p_hop and the excursion maxima of the events.
+
+    Top row: log-x histograms of p_hop over all frames, one curve per temperature. Bottom row:
+    histograms of the maxima of the excursions that make the events (p_hop at each event),
+    with the number of events in the legend. p_c (solid) and p_quiet (dashed) are marked on
+    every panel. A good p_c lies beyond the vibrational peak of the top row and leaves the
+    bottom row a tail of cage jumps clearly above p_c, not a pile-up just above it.
 
     Args:
       hops_files: products of :func:`hops_file` (one per temperature).
@@ -327,7 +493,7 @@ def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
       bins: log-spaced bin edges in Angstrom^2 (default 1e-3 ... 1e2).
 
     Returns:
-      The matplotlib Figure.
+      The matplotlib Figure (axes: Si and O p_hop, then Si and O event maxima).
     """
     # The Figure API draws without pyplot, so no backend is chosen or changed (headless-safe).
     from matplotlib import colormaps
@@ -335,31 +501,41 @@ def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
 
     bins = np.logspace(-3, 2, 101) if bins is None else np.asarray(bins)
     centres = np.sqrt(bins[1:] * bins[:-1])
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    fig = Figure(figsize=(8, 6), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
     curves = []
     for path in hops_files:
         with open_input(path, "hops") as f:
-            require(f, "p_hop", "species", "thresholds/p_c_A2", what="hops")
-            curves.append((float(f.attrs.get("temperature_K", np.nan)),
-                           p_hop_histogram(f["p_hop"][()], f["species"][()], bins),
+            require(f, "p_hop", "events", "species", "thresholds/p_c_A2", "thresholds/p_quiet_A2",
+                    what="hops")
+            p, events, species = f["p_hop"][()], f["events"][()], f["species"][()]
+            curves.append((float(f.attrs.get("temperature_K", np.nan)), p_hop_histogram(p, species, bins),
+                           event_max_histogram(p, events, species, bins),
+                           [int(np.sum(events[:, species == s] == EVENT)) for s in range(2)],
                            f["thresholds/p_c_A2"][()], f["thresholds/p_quiet_A2"][()]))
     curves.sort(key=lambda c: c[0])
     cmap = colormaps["coolwarm"]
-    for k, (temp, hist, _, _) in enumerate(curves):
+    for k, (temp, hist, peaks, n_events, _, _) in enumerate(curves):
         colour = cmap(k / max(1, len(curves) - 1))
-        for s, ax in enumerate(axes):
-            ax.plot(centres, hist[s], color=colour, label=f"{temp:g} K")
-    for s, ax in enumerate(axes):
-        if curves:
-            ax.axvline(curves[0][2][s], color="k", lw=1, label="$p_c$")
-            ax.axvline(curves[0][3][s], color="k", lw=1, ls="--", label="$p_{quiet}$")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(r"$p_{hop}$ ($\AA^2$)")
-        ax.set_title(SPECIES_NAMES[s])
-    axes[0].set_ylabel(r"$P(\log_{10} p_{hop})$")
-    axes[1].legend(fontsize=7, frameon=False)
+        for s in range(2):
+            axes[0, s].plot(centres, hist[s], color=colour, label=f"{temp:g} K")
+            label = f"{temp:g} K ({n_events[s]} event{'' if n_events[s] == 1 else 's'})"
+            axes[1, s].plot(centres, peaks[s], color=colour, label=label)
+    for row in range(2):
+        for s, ax in enumerate(axes[row]):
+            if curves:
+                ax.axvline(curves[0][4][s], color="k", lw=1, label="$p_c$")
+                ax.axvline(curves[0][5][s], color="k", lw=1, ls="--", label="$p_{quiet}$")
+            ax.set_xscale("log")
+            if any(np.any(c[1 + row][s] > 0) for c in curves):
+                ax.set_yscale("log")  # (a species without events has nothing to show on a log axis)
+            ax.legend(fontsize=6, frameon=False)
+        axes[row, 0].set_ylabel([r"$P(\log_{10} p_{hop})$, all frames",
+                                 r"$P(\log_{10} \max p_{hop})$, events"][row])
+    for s in range(2):
+        axes[0, s].set_title(SPECIES_NAMES[s])
+        axes[1, s].set_title(f"{SPECIES_NAMES[s]} events: excursion maxima")
+        axes[1, s].set_xlabel(r"$p_{hop}$ ($\AA^2$)")
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=150)

@@ -6,10 +6,12 @@ from numpy.testing import assert_allclose, assert_array_equal
 from softness import cli, config
 from softness.errors import SoftnessError
 from softness.hops import (
+    event_max_histogram,
     hops_file,
     p_hop,
     p_hop_histogram,
     plot_p_hop_histogram,
+    rearrangement_events,
     rearrangement_labels,
 )
 from softness.io import atomic_h5
@@ -113,7 +115,9 @@ def test_labels_per_species_for_one_jump_among_quiet_atoms(tmp_path):
         assert_array_equal(f["species"][()], s["species"])
         assert_array_equal(f["frames"][()], np.arange(s["n_frames"]))
         assert_allclose(f["time_fs"][()], np.arange(s["n_frames"]) * s["dt"])
-        events, rate = f["n_events"][()], f["rearrangement_rate_per_fs"][()]
+        n_events, rate = f["n_events"][()], f["rearrangement_rate_per_fs"][()]
+        events, peak_counts = f["events"][()], f["event_p_hop_max/counts"][()]
+        peak_edges, window_fraction = f["event_p_hop_max/edges_A2"][()], f["event_window_fraction"][()]
     assert labels.dtype == np.int8 and p.dtype == np.float32
     t = np.arange(s["n_frames"])
     h, q, t0, a = s["h"], s["q"], s["t0"], s["a"]
@@ -131,8 +135,20 @@ def test_labels_per_species_for_one_jump_among_quiet_atoms(tmp_path):
     # Quiet atoms: quiet wherever the whole quiet window has a defined p_hop.
     for i in range(2, 6):
         assert_array_equal(labels[:, i], np.where(window_fits, 0, -1))
-    assert_array_equal(events, [1, 0])
-    assert_allclose(rate, [1 / (2 * (s["n_frames"] - 2 * h + 1) * s["dt"]), 0.0])
+    # Events: the Si jump at its jump frame, no event for the O jumper (below its p_c) nor for
+    # anyone else; no event can be located where p_hop is undefined nor on its first and last frame.
+    located = (t > h) & (t < s["n_frames"] - h)
+    expected = np.where(located[:, None], 0, -1) * np.ones((1, 6), int)
+    expected[t0, 0] = 1
+    assert events.dtype == np.int8
+    assert_array_equal(events, expected)
+    assert_array_equal(n_events, [1, 0])
+    # One event among 2 Si atoms over the F - 2h - 1 frames where events are located.
+    assert_allclose(rate, [1 / (2 * (s["n_frames"] - 2 * h - 1) * s["dt"]), 0.0])
+    # Windows of 2h frames from frame h + 1: one of them holds the Si jump.
+    assert_allclose(window_fraction, [1 / (2 * ((s["n_frames"] - 2 * h - 1) // (2 * h))), 0.0])
+    assert_array_equal(peak_counts.sum(axis=1), [1, 0])
+    assert peak_edges[np.argmax(peak_counts[0])] <= p[t0, 0] < peak_edges[np.argmax(peak_counts[0]) + 1]
 
 
 def test_labels_reject_quiet_threshold_above_rearrangement_threshold():
@@ -186,8 +202,17 @@ def test_p_hop_histogram_and_calibration_figure(tmp_path):
     fig = plot_p_hop_histogram([tmp_path / "hops.h5"], tmp_path / "fig" / "p_hop.png", bins=bins)
     assert (tmp_path / "fig" / "p_hop.png").stat().st_size > 0
     lines = {ax.get_title(): [ln.get_xdata()[0] for ln in ax.get_lines()[1:]] for ax in fig.axes}
-    assert_allclose(lines["Si"], [0.25, 0.05])
-    assert_allclose(lines["O"], [1.0, 0.05])
+    for title in ("Si", "Si events: excursion maxima"):
+        assert_allclose(lines[title], [0.25, 0.05])
+    for title in ("O", "O events: excursion maxima"):
+        assert_allclose(lines[title], [1.0, 0.05])
+    # The one Si event's maximum is the whole Si event histogram; O has no event.
+    with h5py.File(tmp_path / "hops.h5") as f:
+        events = f["events"][()]
+    peaks = event_max_histogram(p, events, species, bins)
+    assert_allclose(peaks[0] * np.diff(np.log10(bins)), np.histogram(p[60, 0], bins=bins)[0])
+    assert_array_equal(peaks[1], 0.0)
+    assert fig.axes[2].get_lines()[0].get_label() == "3000 K (1 event)"
 
 
 def _brute_force_histograms(p, species, bins):
@@ -217,15 +242,169 @@ def test_p_hop_histograms_are_per_species(tmp_path):
     assert np.sum(np.minimum(hist[0], hist[1]) * np.diff(np.log10(bins))) < 0.1
     path = tmp_path / "hops.h5"
     p32 = p.astype(np.float32)
+    events = np.where(np.isfinite(p), (rng.random(p.shape) < 0.1).astype(np.int8), -1).astype(np.int8)
     with atomic_h5(path, "hops", {}) as f:
-        f["p_hop"], f["species"] = p32, species
+        f["p_hop"], f["species"], f["events"] = p32, species, events
         f["thresholds/p_c_A2"], f["thresholds/p_quiet_A2"] = [0.8, 1.0], [0.45, 0.6]
         f.attrs["temperature_K"] = 3000.0
     fig = plot_p_hop_histogram([path], bins=bins)
     panels = {ax.get_title(): ax for ax in fig.axes}
     expected = _brute_force_histograms(p32, species, bins)
+    # Excursion maxima: p_hop at the events only.
+    expected_peaks = _brute_force_histograms(np.where(events == 1, p32, np.nan), species, bins)
+    assert_allclose(event_max_histogram(p32, events, species, bins), expected_peaks, rtol=1e-12)
     for s, name in enumerate(("Si", "O")):
         curve = panels[name].get_lines()[0]
         assert curve.get_label() == "3000 K"
         assert_allclose(curve.get_ydata(), expected[s], rtol=1e-12)
         assert_allclose(curve.get_xdata(), np.sqrt(bins[1:] * bins[:-1]))
+        curve = panels[f"{name} events: excursion maxima"].get_lines()[0]
+        assert curve.get_label() == f"3000 K ({np.sum(events[:, species == s] == 1)} events)"
+        assert_allclose(curve.get_ydata(), expected_peaks[s], rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------- events
+
+
+def test_flickering_excursion_is_one_event_at_its_peak():
+    """p_hop of one jump (the noise-free profile a^2 (1 - |k|/h)^(3/2)) with a flicker across p_c
+    on its flanks: one event, at the peak; excursions h or more frames apart are two events."""
+    h, a2, p_c = 6, 2.0, 0.9
+    k = np.arange(-h, h + 1)
+    profile = a2 * (1 - np.abs(k) / h) ** 1.5
+    p = np.full((120, 4), 0.05)
+    p[:h] = p[-h + 1:] = np.nan
+    p[30 + k, 0] = profile
+    p[30 + np.array([-3, -5, 3, 5]), 0] = [0.8, 1.0, 0.85, 0.95]  # below, above, below, above p_c
+    assert np.sum(np.diff((p[:, 0] > p_c).astype(int)) == 1) == 3  # three runs above p_c
+    p[50, 1], p[50 + h, 1] = 1.5, 1.2  # runs h - 1 frames apart: one event, at the larger
+    p[50, 2], p[50 + h + 1, 2] = 1.2, 1.5  # h frames apart: two events
+    events = rearrangement_events(p, [0, 1, 1, 0], [p_c, p_c], h)
+    assert_array_equal(np.flatnonzero(events[:, 0] == 1), [30])
+    assert_array_equal(np.flatnonzero(events[:, 1] == 1), [50])
+    assert_array_equal(np.flatnonzero(events[:, 2] == 1), [50, 50 + h + 1])
+    assert not np.any(events[:, 3] == 1)
+    # Never located where p_hop is undefined nor on its first and last defined frames.
+    unobserved = np.zeros(120, bool)
+    unobserved[:h + 1] = unobserved[-h:] = True
+    assert_array_equal(events == -1, np.broadcast_to(unobserved[:, None], events.shape))
+    # Chunks of atoms give the same answer.
+    assert_array_equal(rearrangement_events(p, [0, 1, 1, 0], [p_c, p_c], h, atom_chunk=1), events)
+
+
+def test_jump_outside_the_run_leaves_no_event_at_the_edge():
+    """A jump just before the first frame with a defined p_hop leaves a falling tail above p_c
+    whose largest value is on that first frame: its peak is outside, so no event is counted."""
+    h, jump = 5, np.array([1.2, 0.0, 0.0])
+    x = np.zeros((60, 3, 3))
+    x[h - 2:, 0] += jump  # jump frame 3: not observable (p_hop defined from frame 5)
+    x[h + 1:, 1] += jump  # jump frame 6: the first frame where an event is located
+    x[60 - h - 1:, 2] += jump  # jump frame 54: the last one
+    p = p_hop(x, h)
+    assert p[h, 0] > 0.5 and np.nanargmax(p[:, 0]) == h
+    events = rearrangement_events(p, [0, 0, 1], [0.5, 0.5], h)
+    assert not np.any(events[:, 0] == 1)
+    assert_array_equal(np.flatnonzero(events[:, 1] == 1), [h + 1])
+    assert_array_equal(np.flatnonzero(events[:, 2] == 1), [60 - h - 1])
+
+
+def jump_trajectory(rng, n_atoms, n_frames, q_per_frame, dead_frames, a=1.5, noise=0.05, box=20.0):
+    """Atoms rattling (Gaussian noise per component) and jumping by ``a`` in random directions.
+
+    Jump times form a Poisson process of ``q_per_frame`` per frame (per atom, from ``species``)
+    with a dead time of ``dead_frames`` after each jump, so jumps never overlap in a p_hop window;
+    the rate is r = 1 / (dead_frames + 1 / q) jumps per frame. The process starts long before
+    frame 0, so it is stationary over the run. A jump at frame t moves the atom between frames
+    t - 1 and t.
+
+    Returns:
+      unwrapped positions [F, N, 3] and a bool [F, N] with the jump frames.
+    """
+    q = np.broadcast_to(np.asarray(q_per_frame, float), (n_atoms,))
+    jumps = np.zeros((n_frames, n_atoms), bool)
+    x = rng.uniform(0, box, (1, n_atoms, 3)) + rng.normal(scale=noise, size=(n_frames, n_atoms, 3))
+    for i in range(n_atoms):
+        t = -int(20 * (dead_frames + 1 / q[i]))
+        while True:
+            t += dead_frames + rng.geometric(q[i])
+            if t >= n_frames:
+                break
+            if t > 0:
+                jumps[t, i] = True
+                u = rng.normal(size=3)
+                x[t:, i] += a * u / np.linalg.norm(u)
+    return x, jumps
+
+
+def test_events_of_atoms_jumping_at_a_known_rate(tmp_path):
+    """200 atoms x 2000 frames, Si and O jumping at different known rates: every jump is one event
+    at its jump frame, and the stored rates equal the true ones within their Poisson error."""
+    rng = np.random.default_rng(40)
+    n_atoms, n_frames, dt, h, dead = 200, 2000, 10.0, 5, 30
+    species = np.r_[np.zeros(80, int), np.ones(120, int)]
+    q = np.where(species == 0, 0.01, 0.03)
+    x, jumps = jump_trajectory(rng, n_atoms, n_frames, q, dead)
+    path = write_trajectory(tmp_path / "traj.h5", x, species, 20.0, dt)
+    cfg = config.resolve({"hops": {"t_R_fs": 2 * h * dt, "t_quiet_fs": 100.0,
+                                   "p_c_A2": {"Si": 0.6, "O": 0.6}, "p_quiet_A2": {"Si": 0.1, "O": 0.1}}})
+    hops_file(cfg, path, tmp_path / "hops.h5")
+    with h5py.File(tmp_path / "hops.h5") as f:
+        assert f.attrs["half_window_frames"] == h
+        events, p = f["events"][()], f["p_hop"][()]
+        n_events, rate = f["n_events"][()], f["rearrangement_rate_per_fs"][()]
+        window_fraction, peak_counts = f["event_window_fraction"][()], f["event_p_hop_max/counts"][()]
+        peak_edges = f["event_p_hop_max/edges_A2"][()]
+    located = np.zeros(n_frames, bool)
+    located[h + 1:n_frames - h] = True
+    assert_array_equal(events == 1, jumps & located[:, None])
+    assert_array_equal(events == -1, np.broadcast_to(~located[:, None], events.shape))
+    n_located = located.sum()  # F - 2h - 1
+    for s in (0, 1):
+        mine = species == s
+        assert n_events[s] == np.sum(jumps[located][:, mine])
+        r_true = 1 / (dead + 1 / q[mine][0]) / dt  # per fs
+        expected = r_true * mine.sum() * n_located * dt
+        assert abs(n_events[s] - expected) < 4 * np.sqrt(expected), (s, n_events[s], expected)
+        assert_allclose(rate[s], n_events[s] / (mine.sum() * n_located * dt), rtol=1e-12)
+        # Windows of 2h frames from frame h + 1 with a jump in them (at most one per window here).
+        n_win = n_located // (2 * h)
+        in_window = jumps[h + 1:h + 1 + n_win * 2 * h][:, mine].reshape(n_win, 2 * h, -1).any(axis=1)
+        assert_allclose(window_fraction[s], in_window.mean(), rtol=1e-12)
+        # Excursion maxima: near a^2 = 2.25 A^2, far above p_c, all within the stored edges.
+        peaks = p[events == 1][species[np.nonzero(events == 1)[1]] == s]
+        assert peak_counts[s].sum() == n_events[s]
+        assert_array_equal(peak_counts[s], np.histogram(peaks, bins=peak_edges)[0])
+        assert np.all(np.abs(peaks - 2.25) < 0.5)
+
+
+def events_loops(p, p_c, h):
+    """Events written out literally, one atom and one run at a time."""
+    n_frames, n_atoms = p.shape
+    out = np.where(np.isfinite(p), 0, -1)
+    for i in range(n_atoms):
+        above = [t for t in range(n_frames) if p[t, i] > p_c[i]]
+        groups = []
+        for t in above:
+            if groups and t - groups[-1][-1] - 1 < h:  # fewer than h frames below p_c in between
+                groups[-1].append(t)
+            else:
+                groups.append([t])
+        for g in groups:
+            span = range(g[0], g[-1] + 1)
+            out[max(span, key=lambda t: (p[t, i], -t)), i] = 1
+        defined = np.flatnonzero(np.isfinite(p[:, i]))
+        out[[defined[0], defined[-1]], i] = -1
+    return out
+
+
+def test_events_agree_with_explicit_loops_on_noisy_p_hop():
+    """Random p_hop crossing p_c often (many runs, gaps of every length): the vectorised events
+    equal the literal definition for several merging distances h and atom chunks."""
+    rng = np.random.default_rng(41)
+    p = rng.exponential(0.5, size=(300, 9))
+    p[:4] = p[-3:] = np.nan
+    species = rng.integers(0, 2, 9)
+    p_c = np.array([0.6, 1.2])
+    for h in (1, 3, 8):
+        expected = events_loops(p, p_c[species], h)
+        assert_array_equal(rearrangement_events(p, species, p_c, h, atom_chunk=4), expected)
