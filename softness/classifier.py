@@ -10,11 +10,15 @@ penalty C is chosen by stratified k-fold cross-validation on ``train.C_grid`` an
 accuracy is measured on a held-out split that took no part in training or in choosing C.
 
 Softness is the signed distance to the separating hyperplane in standardised feature space,
+in units of its own standard deviation at the training temperature (as RSoft does),
 
-    S = (w . x_std + b) / |w|,      x_std = (x - mean) / scale,
+    S = (w . x_std + b) / (|w| sigma_S),      x_std = (x - mean) / scale,
 
-positive on the rearranging side. It is a length in units of the standard deviations of
-the features, so S = 0 is the plane and |S| = 1 is one standard deviation away from it.
+positive on the rearranging side. sigma_S (``softness_scale``, one per species) is the
+standard deviation of the distance (w . x_std + b) / |w| over every atom of the species in
+every frame of the training features file, not only over the balanced training set. So
+S = 0 is the plane, and S has unit standard deviation at T_train: barriers "per unit S"
+compare across runs, systems and papers. (The bare distance spans ~0.2 on silica.)
 A feature that barely varies over the training set (a radial shell inside the hard core,
 such as Si-Si at 1.5 A, holds only Gaussian tails of ~1e-30 there) is scaled by at least
 :data:`MIN_FEATURE_SCALE` instead of its own spread: dividing by that spread would turn a
@@ -28,11 +32,25 @@ Labels before the first feature frame are not used. A (feature frame, atom) pair
 class once, however many of its labelled frames map onto it; a pair that would be both
 rearranging and quiet is dropped.
 
+Quality beyond accuracy. On the held-out split, per species: ROC AUC of S, balanced
+accuracy, P(S > 0 | rearranging) (the figure the softness papers quote, 85-90 % on
+Kob-Andersen) and a calibration curve, the fraction rearranging in bins of S; and P(S > 0)
+over all atoms at T_train. The held-out set is balanced, so the calibration curve is the
+probability of rearranging at equal class priors, not P_R(S) (that is ``softness.arrhenius``).
+A high accuracy alone does not make S a barrier coordinate (Swain, Ridout, Nemenman,
+arXiv:2403.00751).
+
+Hyperplane stability (:func:`stability`). The same model (same labels, same C selection) is
+trained at a second temperature; per species the cosine between the two unit normals, both
+expressed in the first model's standardised feature space, and the Pearson correlation of
+the two softnesses on the same configurations say whether one structural direction governs
+rearrangements at both temperatures.
+
 The model file (HDF5, written by :func:`train_file`) holds everything :func:`apply_file`
-needs: scaler mean and scale, weights, intercept, C, accuracies, the feature names and the
-full structure-function grid (a features file with a different grid is refused), the
-largest weights mapped back to structure functions, and the training provenance
-(T_train, sample counts, the exact (frame, atom) pairs used).
+needs: scaler mean and scale, weights, intercept, softness scale, C, accuracies and the
+quality metrics, the feature names and the full structure-function grid (a features file
+with a different grid is refused), the largest weights mapped back to structure functions,
+and the training provenance (T_train, sample counts, the exact (frame, atom) pairs used).
 """
 
 from __future__ import annotations
@@ -61,6 +79,17 @@ CHUNK_BYTES = 64 * 2**20
 #: functions count neighbours, with spreads of order 1): a hundredth of a neighbour.
 MIN_FEATURE_SCALE = 0.01
 
+#: Bins of S (quantiles of the held-out softness) of the calibration curve.
+N_CALIBRATION_BINS = 10
+
+#: Stratified bootstrap resamples of the held-out split for the error of the ROC AUC.
+N_BOOTSTRAP_QUALITY = 200
+
+#: How softness is defined, stored with the model and the softness files.
+SOFTNESS_DEFINITION = ("S = (w . x_std + b) / (|w| sigma_S), x_std = (x - mean) / scale, "
+                       "sigma_S = softness_scale (the standard deviation of (w . x_std + b) / |w| over all "
+                       "atoms of the species at T_train), positive on the rearranging side")
+
 #: Salt mixed into the config seed so the training draw is independent of other stages.
 _SEED_SALT = 0x50F7
 
@@ -76,6 +105,8 @@ class SoftnessModel:
       weights: [2, F] hyperplane normals w in standardised feature space.
       intercept: [2] hyperplane offsets b.
       C: [2] SVM penalties chosen by cross-validation.
+      softness_scale: [2] sigma_S, the standard deviation of the distance to the plane over
+        all atoms of the species at T_train (the unit of S); ones for a bare distance.
       feature_names: [F] names of the features, in order.
       grid: the structure-function grid of the features file (name -> array), including
         the attribute ``cutoff_A``.
@@ -91,6 +122,7 @@ class SoftnessModel:
     feature_names: list
     grid: dict
     T_train_K: float
+    softness_scale: np.ndarray = field(default_factory=lambda: np.ones(2))
     info: dict = field(default_factory=dict)
 
     @property
@@ -107,7 +139,7 @@ class SoftnessModel:
           coef [N, F] and offset [N] (float64).
         """
         species = np.asarray(species)
-        norm = np.linalg.norm(self.weights, axis=1)
+        norm = np.linalg.norm(self.weights, axis=1) * np.asarray(self.softness_scale, dtype=np.float64)
         coef = self.weights / self.scale / norm[:, None]
         offset = (self.intercept - np.sum(self.weights * self.mean / self.scale, axis=1)) / norm
         return coef[species], offset[species]
@@ -120,7 +152,8 @@ class SoftnessModel:
           species: [N] species of the atoms.
 
         Returns:
-          [..., N] float64 signed distances to the species' hyperplane.
+          [..., N] float64 signed distances to the species' hyperplane in units of
+          ``softness_scale``.
         """
         features = np.asarray(features)
         if features.shape[-1] != self.n_features:
@@ -508,23 +541,149 @@ def top_features(weights, descriptions, k: int = N_TOP_FEATURES):
     return idx, w[idx], [descriptions[i] for i in idx]
 
 
+# ---------------------------------------------------------------------------- scale and quality
+
+def plane_values_over_frames(dset, coef, offset, where: str) -> np.ndarray:
+    """x . coef + offset for every atom in every frame of a features dataset, streamed.
+
+    Holds at most about ``CHUNK_BYTES`` of features at once; the result is one number per
+    atom and frame.
+
+    Args:
+      dset: [R, N, F] raw features (h5py dataset or array).
+      coef, offset: [N, F] and [N] per-atom planes (:meth:`SoftnessModel.per_atom_plane`).
+      where: the file to name if a feature is not finite.
+
+    Returns:
+      [R, N] float64.
+    """
+    n_frames, n_atoms = dset.shape[:2]
+    out = np.empty((n_frames, n_atoms), dtype=np.float64)
+    step = _rows_per_chunk(dset)
+    for r0 in range(0, n_frames, step):
+        x = dset[r0:r0 + step]
+        check_finite("features", x, f"{where} (frames {r0}-{r0 + len(x) - 1})")
+        out[r0:r0 + len(x)] = np.einsum("rnf,nf->rn", x, coef, dtype=np.float64) + offset
+    return out
+
+
+def softness_unit(distance, species, where: str = "the training features"):
+    """sigma_S per species: the spread of the distance to the plane over all atoms and frames.
+
+    Args:
+      distance: [R, N] signed distances (w . x_std + b) / |w| of every atom in every frame
+        at T_train.
+      species: [N] species of the atoms.
+      where: what to name if a species has no spread.
+
+    Returns:
+      sigma [2] (standard deviation, ddof = 0), P(distance > 0) [2] and the number of
+      atom-frames [2] of each species.
+    """
+    species = np.asarray(species)
+    distance = np.asarray(distance, dtype=np.float64)
+    sigma, positive, n = np.zeros(2), np.zeros(2), np.zeros(2, dtype=np.int64)
+    for s in range(len(SPECIES_NAMES)):
+        d = distance[:, species == s]
+        n[s] = d.size
+        sigma[s] = d.std() if d.size else np.nan
+        positive[s] = np.mean(d > 0) if d.size else np.nan
+        if not sigma[s] > 0:
+            raise SoftnessError(f"the {SPECIES_NAMES[s]} atoms of {where} all lie at the same distance from "
+                                "the hyperplane, so softness has no unit; train on a longer run.")
+    return sigma, positive, n
+
+
+def calibration_curve(s, y, n_bins: int = N_CALIBRATION_BINS) -> dict:
+    """Fraction of rearranging examples in bins of softness (quantiles of ``s``).
+
+    Args:
+      s: [M] softness of labelled examples; y: [M] labels (1 rearranging, 0 quiet).
+      n_bins: number of bins; bins emptied by tied quantiles hold NaN.
+
+    Returns:
+      dict of ``S`` [n_bins] (mean S in the bin), ``fraction_rearranging`` [n_bins] with its
+      binomial error ``fraction_rearranging_err``, ``n`` [n_bins] and ``S_edges`` [n_bins + 1].
+    """
+    s = np.asarray(s, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    edges = np.quantile(s, np.linspace(0.0, 1.0, n_bins + 1))
+    index = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, n_bins - 1)
+    n = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = np.bincount(index, weights=s, minlength=n_bins) / n
+        fraction = np.bincount(index, weights=y, minlength=n_bins) / n
+        err = np.sqrt(fraction * (1.0 - fraction) / n)
+    return {"S": centre, "fraction_rearranging": fraction, "fraction_rearranging_err": err, "n": n,
+            "S_edges": edges}
+
+
+def classifier_quality(s, y, *, rng=None, n_bootstrap: int = N_BOOTSTRAP_QUALITY,
+                       n_bins: int = N_CALIBRATION_BINS) -> dict:
+    """How well softness separates rearranging from quiet examples, beyond the accuracy.
+
+    The prediction is S > 0 (the SVM's own rule). Errors: the ROC AUC by a bootstrap that
+    resamples each class of the examples (their numbers are fixed by the stratified split);
+    the rates by the binomial standard error.
+
+    Args:
+      s: [M] softness of held-out examples; y: [M] labels (1 rearranging, 0 quiet).
+      rng: seed or numpy Generator of the bootstrap.
+      n_bootstrap: bootstrap resamples.
+      n_bins: bins of the calibration curve (:func:`calibration_curve`).
+
+    Returns:
+      dict of ``roc_auc``, ``roc_auc_err``, ``balanced_accuracy``, ``balanced_accuracy_err``,
+      ``P_S_positive_given_rearranging`` (the true positive rate) and its ``_err``, and
+      ``calibration`` (a dict, see :func:`calibration_curve`).
+    """
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    s = np.asarray(s, dtype=np.float64)
+    y = np.asarray(y).astype(np.int64)
+    soft, hard = s[y == 1], s[y == 0]
+    if soft.size == 0 or hard.size == 0:
+        raise SoftnessError("classifier quality needs held-out examples of both classes.")
+    rng = np.random.default_rng(rng)
+    boot_y = np.r_[np.ones(soft.size), np.zeros(hard.size)]
+    boot = [roc_auc_score(boot_y, np.r_[rng.choice(soft, soft.size), rng.choice(hard, hard.size)])
+            for _ in range(n_bootstrap)]
+    tpr, tnr = np.mean(soft > 0), np.mean(hard <= 0)
+    return {
+        "roc_auc": float(roc_auc_score(y, s)),
+        "roc_auc_err": float(np.std(boot, ddof=1)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, (s > 0).astype(np.int64))),
+        "balanced_accuracy_err": float(0.5 * np.sqrt(tpr * (1 - tpr) / soft.size
+                                                      + tnr * (1 - tnr) / hard.size)),
+        "P_S_positive_given_rearranging": float(tpr),
+        "P_S_positive_given_rearranging_err": float(np.sqrt(tpr * (1 - tpr) / soft.size)),
+        "calibration": calibration_curve(s, y, n_bins),
+    }
+
+
 # ---------------------------------------------------------------------------- train stage
 
 def _seed(cfg: dict, *extra: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(cfg["seed"]), _SEED_SALT, *extra])
 
 
-def train(cfg: dict, features, hops) -> SoftnessModel:
+def train(cfg: dict, features, hops, *, at_T_train: bool = True) -> SoftnessModel:
     """Train the per-species softness model at T_train.
+
+    After the fit, the unit of softness sigma_S is measured over every atom of every frame
+    of ``features`` (streamed), and the quality metrics on the held-out split.
 
     Args:
       cfg: resolved config (uses ``seed`` and ``train``).
       features: features file at T_train.
       hops: hops file at the same temperature.
+      at_T_train: warn when the files are not at the config's T_train (off for the
+        stability check, which retrains at another temperature on purpose).
 
     Returns:
       The trained :class:`SoftnessModel`; ``info`` holds accuracies, accuracy vs C, counts,
-      the (frame, atom) pairs used and the top features.
+      the (frame, atom) pairs used, the top features, the quality metrics per species and
+      the atom-frames behind sigma_S.
     """
     tcfg = cfg["train"]
     with _feature_reader(features) as ff, open_input(hops, "hops") as fh:
@@ -540,7 +699,7 @@ def train(cfg: dict, features, hops) -> SoftnessModel:
                                 f"{t_hops:g} K; train on one temperature.")
         from softness.config import training_temperature
 
-        if not np.isclose(t_feat, training_temperature(cfg)):
+        if at_T_train and not np.isclose(t_feat, training_temperature(cfg)):
             log.warning("training at %g K, but the config's T_train is %g K.", t_feat,
                         training_temperature(cfg))
         feature_frames = ff["frames"][()].astype(np.int64)
@@ -578,6 +737,7 @@ def train(cfg: dict, features, hops) -> SoftnessModel:
     info = {k: [] for k in ("accuracy", "accuracy_err", "train_accuracy", "cv_accuracy_mean",
                             "cv_accuracy_std", "n_train", "n_test", "n_available", "training")}
     info["top"] = []
+    held_out = []
     for s in range(2):
         rows, atoms, labels, available = pairs[s]
         seed = int(_seed(cfg, 1, s).generate_state(1)[0])
@@ -592,6 +752,7 @@ def train(cfg: dict, features, hops) -> SoftnessModel:
         info["n_available"].append(available)
         info["training"].append((np.full(rows.size, s), feature_frames[rows], atoms, labels, fit["is_test"]))
         info["top"].append(top_features(fit["weights"], descriptions))
+        held_out.append((X[s][fit["is_test"]], labels[fit["is_test"]]))
         log.info("%s: C = %g, held-out accuracy %.3f +- %.3f (n = %d); cross-validated accuracy vs C: %s",
                  SPECIES_NAMES[s], fit["C"], fit["accuracy"], fit["accuracy_err"], fit["n_test"],
                  ", ".join(f"{c:g}: {m:.3f}+-{e:.3f}" for c, m, e in
@@ -603,7 +764,33 @@ def train(cfg: dict, features, hops) -> SoftnessModel:
     info["feature_table"] = table
     info["sources"] = (str(features), str(hops))
     model.info = info
+    _measure_softness_unit(model, features, species)
+    info["quality"] = []
+    for s, (x_test, y_test) in enumerate(held_out):
+        s_test = model.softness(x_test[:, None, :], np.array([s]))[:, 0]
+        q = classifier_quality(s_test, y_test, rng=_seed(cfg, 2, s))
+        q["P_S_positive"] = info["P_S_positive"][s]
+        info["quality"].append(q)
+        log.info("%s at %g K, held out (n = %d): ROC AUC %.3f +- %.3f, balanced accuracy %.3f +- %.3f, "
+                 "P(S > 0 | rearranging) %.3f +- %.3f; P(S > 0) over all atoms %.3f",
+                 SPECIES_NAMES[s], t_feat, y_test.size, q["roc_auc"], q["roc_auc_err"],
+                 q["balanced_accuracy"], q["balanced_accuracy_err"], q["P_S_positive_given_rearranging"],
+                 q["P_S_positive_given_rearranging_err"], q["P_S_positive"])
     return model
+
+
+def _measure_softness_unit(model: SoftnessModel, features, species) -> None:
+    """Set ``model.softness_scale`` to sigma_S over every atom and frame of ``features``."""
+    model.softness_scale = np.ones(2)
+    coef, offset = model.per_atom_plane(species)
+    with _feature_reader(features) as ff:
+        distance = plane_values_over_frames(ff["features"], coef, offset, f"features file {features}")
+    sigma, positive, n = softness_unit(distance, species, f"features file {features}")
+    model.softness_scale = sigma
+    model.info["P_S_positive"], model.info["softness_scale_n"] = positive, n
+    for s in range(len(SPECIES_NAMES)):
+        log.info("%s: softness unit sigma_S = %.4g (standard deviation of the distance to the plane over %d "
+                 "atom-frames at %g K)", SPECIES_NAMES[s], sigma[s], n[s], model.T_train_K)
 
 
 # ---------------------------------------------------------------------------- model file
@@ -613,13 +800,19 @@ def write_model(f: h5py.File, model: SoftnessModel) -> None:
     info = model.info
     f.attrs["T_train_K"] = model.T_train_K
     f.attrs["n_features"] = model.n_features
-    f.attrs["softness_definition"] = ("S = (w . x_std + b) / |w|, x_std = (x - mean) / scale, "
-                                      "positive on the rearranging side")
+    f.attrs["softness_definition"] = SOFTNESS_DEFINITION
     if "sources" in info:
         f.attrs["features_source"], f.attrs["hops_source"] = info["sources"]
     f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
-    for key in ("mean", "scale", "weights", "intercept", "C"):
+    for key in ("mean", "scale", "weights", "intercept", "C", "softness_scale"):
         f[key] = np.asarray(getattr(model, key), dtype=np.float64)
+    f["softness_scale"].attrs["meaning"] = (
+        "sigma_S per species: the standard deviation of the distance (w . x_std + b) / |w| over every atom "
+        "of the species in every frame of the training features file (not only the training set); S is "
+        "that distance divided by sigma_S, so S has unit standard deviation at T_train")
+    f["softness_scale"].attrs["unit"] = "standardised feature units (x_std)"
+    if "softness_scale_n" in info:
+        f["softness_scale"].attrs["n_atom_frames"] = np.asarray(info["softness_scale_n"], dtype=np.int64)
     f["feature_names"] = np.array(model.feature_names, dtype=h5py.string_dtype())
     g = f.create_group("grid")
     for key, value in model.grid.items():
@@ -646,6 +839,8 @@ def write_model(f: h5py.File, model: SoftnessModel) -> None:
         t[name] = col
     t.attrs["meaning"] = "one row per training example; frame is the trajectory frame of its features"
     f["frames_used"] = np.unique(cols[1])
+    if "quality" in info:
+        _write_quality(f.create_group("quality"), info["quality"])
     # The largest |weights| (standardised space) mapped back to structure functions.
     table = info["feature_table"]
     top = f.create_group("top_features")
@@ -664,10 +859,36 @@ def write_model(f: h5py.File, model: SoftnessModel) -> None:
                    else values)
 
 
+def _write_quality(q: h5py.Group, quality: list) -> None:
+    """The held-out quality metrics of :func:`classifier_quality` per species, as [2] / [2, nb]."""
+    q.attrs["meaning"] = ("per species, on the held-out split of the balanced training set (prediction "
+                          "S > 0), except P_S_positive: over every atom and frame at T_train")
+    for key, err in (("roc_auc", "stratified bootstrap (each class resampled) standard deviation, "
+                                 f"{N_BOOTSTRAP_QUALITY} resamples"),
+                     ("balanced_accuracy", "binomial standard error of the two class rates"),
+                     ("P_S_positive_given_rearranging", "binomial standard error")):
+        q[key] = np.array([x[key] for x in quality], dtype=np.float64)
+        q[f"{key}_err"] = np.array([x[f"{key}_err"] for x in quality], dtype=np.float64)
+        q[f"{key}_err"].attrs["method"] = err
+    q["P_S_positive"] = np.array([x["P_S_positive"] for x in quality], dtype=np.float64)
+    q["P_S_positive"].attrs["meaning"] = "fraction of all atom-frames of the species at T_train with S > 0"
+    cal = q.create_group("calibration")
+    for key in ("S", "fraction_rearranging", "fraction_rearranging_err", "n", "S_edges"):
+        cal[key] = np.stack([x["calibration"][key] for x in quality])
+    cal.attrs["meaning"] = (
+        "fraction of held-out examples that rearrange in bins of S (quantiles of the held-out S; S is the "
+        "mean S in the bin); the held-out set is balanced, so this is P(rearranging | S) at equal class "
+        "priors, not P_R(S)")
+    cal["fraction_rearranging_err"].attrs["method"] = "binomial standard error"
+
+
 def load_model(path) -> SoftnessModel:
     """Read a model file written by :func:`train_file`."""
     with open_input(path, "model") as f:
         require(f, "mean", "scale", "weights", "intercept", "feature_names", "grid", what="model")
+        if "softness_scale" not in f:
+            raise SoftnessError(f"model file {path} has no 'softness_scale' (it predates softness in units "
+                                "of its standard deviation); retrain it.")
         grid = read_grid(f)
         info = {}
         for key in ("accuracy", "accuracy_err", "n_train", "n_test"):
@@ -677,7 +898,8 @@ def load_model(path) -> SoftnessModel:
             mean=f["mean"][()], scale=f["scale"][()], weights=f["weights"][()],
             intercept=f["intercept"][()], C=f["C"][()] if "C" in f else np.full(2, np.nan),
             feature_names=_decode(f["feature_names"][()]), grid=grid,
-            T_train_K=float(f.attrs.get("T_train_K", np.nan)), info=info)
+            T_train_K=float(f.attrs.get("T_train_K", np.nan)), softness_scale=f["softness_scale"][()],
+            info=info)
 
 
 def train_file(cfg: dict, features, hops, out) -> SoftnessModel:
@@ -717,7 +939,8 @@ def apply_file(cfg: dict, model, features, out) -> None:
       features: features file at any temperature.
       out: product with ``/softness`` [frame, atom] float32, ``/frames``, ``/step``,
         ``/time_fs``, ``/species``, ``/species_names``; root attributes ``temperature_K``
-        (from the features), ``T_train_K``, ``model_source``, ``features_source``.
+        (from the features), ``T_train_K``, ``softness_scale``, ``softness_definition``,
+        ``model_source``, ``features_source``.
     """
     m = load_model(model)
     with _feature_reader(features) as ff:
@@ -729,6 +952,8 @@ def apply_file(cfg: dict, model, features, out) -> None:
         with atomic_h5(out, "apply", cfg) as f:
             f.attrs["temperature_K"] = float(ff.attrs.get("temperature_K", np.nan))
             f.attrs["T_train_K"] = m.T_train_K
+            f.attrs["softness_scale"] = m.softness_scale
+            f.attrs["softness_definition"] = SOFTNESS_DEFINITION
             f.attrs["model_source"] = str(model)
             f.attrs["features_source"] = str(features)
             for key in ("frames", "step", "time_fs"):
@@ -738,13 +963,167 @@ def apply_file(cfg: dict, model, features, out) -> None:
             f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
             out_ds = f.create_dataset("softness", shape=(n_frames, n_atoms), dtype=np.float32,
                                       chunks=(max(1, min(n_frames, 2**18 // max(n_atoms, 1))), n_atoms))
-            out_ds.attrs["meaning"] = "signed distance to the species' hyperplane, standardised features"
+            out_ds.attrs["meaning"] = ("signed distance to the species' hyperplane in standardised features, "
+                                       "in units of its standard deviation at T_train (softness_scale)")
             step = _rows_per_chunk(dset)
             for r0 in range(0, n_frames, step):
                 x = dset[r0:r0 + step]
                 check_finite("features", x, f"features file {features} (frames {r0}-{r0 + len(x) - 1})")
                 out_ds[r0:r0 + len(x)] = np.einsum("rnf,nf->rn", x, coef, dtype=np.float64) + offset
     log.info("wrote %s (%d frames x %d atoms)", out, n_frames, n_atoms)
+
+
+# ---------------------------------------------------------------------------- hyperplane stability
+
+def stability_temperature(cfg: dict):
+    """The temperature at which the stability check retrains: ``train.stability_T_K``.
+
+    Null means the one of ``temperatures_K`` nearest their geometric middle
+    sqrt(T_min T_max) in log T; on a tie (two temperatures), the one that is not T_train
+    (retraining there would compare the model with itself), else the colder.
+
+    Returns:
+      The temperature, as listed in ``temperatures_K``.
+    """
+    from softness.config import training_temperature
+
+    temperatures = list(cfg["temperatures_K"])
+    t = cfg["train"].get("stability_T_K")
+    if t is None:
+        middle = 0.5 * (np.log(min(temperatures)) + np.log(max(temperatures)))
+        t_train = training_temperature(cfg)
+        return min(temperatures, key=lambda T: (round(abs(np.log(T) - middle), 9), T == t_train, T))
+    if t not in temperatures:
+        raise SoftnessError(f"config key 'train.stability_T_K' ({t:g} K) is not one of 'temperatures_K' "
+                            f"{temperatures}.")
+    return t
+
+
+def normals_in_standardisation(model: SoftnessModel, reference: SoftnessModel) -> np.ndarray:
+    """The normals of ``model``'s planes in the standardised feature space of ``reference``.
+
+    w . (x - m) / s = (w s_ref / s) . (x - m_ref) / s_ref + const: the same plane, written in
+    the reference's standardised features.
+
+    Returns:
+      [2, F] normals (not normalised).
+    """
+    return model.weights * reference.scale / model.scale
+
+
+def hyperplane_cosine(reference: SoftnessModel, model: SoftnessModel) -> np.ndarray:
+    """Per species, the cosine between the unit normals of two models' hyperplanes.
+
+    Both normals are taken in the standardised feature space of ``reference`` (the space in
+    which its softness is a distance), see :func:`normals_in_standardisation`.
+
+    Returns:
+      [2] cosines in [-1, 1]; 1 for the same direction.
+    """
+    a = np.asarray(reference.weights, dtype=np.float64)
+    b = normals_in_standardisation(model, reference)
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def softness_correlation(model_a: SoftnessModel, model_b: SoftnessModel,
+                         features) -> tuple[np.ndarray, float]:
+    """Pearson correlation per species of two models' softness on the same configurations.
+
+    Args:
+      model_a, model_b: models with the grid of ``features``.
+      features: features file; every atom of every frame enters, streamed.
+
+    Returns:
+      [2] correlations and the temperature of the features file.
+    """
+    with _feature_reader(features) as ff:
+        for m in (model_a, model_b):
+            check_compatible(m, ff["feature_names"][()], read_grid(ff), features)
+        species = ff["species"][()].astype(np.int64)
+        where = f"features file {features}"
+        s_a = plane_values_over_frames(ff["features"], *model_a.per_atom_plane(species), where)
+        s_b = plane_values_over_frames(ff["features"], *model_b.per_atom_plane(species), where)
+        temperature = float(ff.attrs.get("temperature_K", np.nan))
+    r = np.array([np.corrcoef(s_a[:, species == s].ravel(), s_b[:, species == s].ravel())[0, 1]
+                  for s in range(len(SPECIES_NAMES))])
+    return r, temperature
+
+
+def stability(cfg: dict, model, features, hops, train_features=None) -> dict:
+    """Retrain the softness model at a second temperature and compare the two hyperplanes.
+
+    The retraining uses the same labels (the hops file, made with the same ``hops`` config),
+    the same balanced draw and the same cross-validated choice of C on ``train.C_grid``.
+
+    Args:
+      cfg: resolved config (uses ``seed`` and ``train``).
+      model: model file trained at T_train.
+      features, hops: features and hops files at the second temperature.
+      train_features: optional features file at T_train, on whose configurations the
+        softness of the two models is also correlated.
+
+    Returns:
+      dict with ``reference`` and ``retrained`` (:class:`SoftnessModel`), ``cosine`` [2]
+      (:func:`hyperplane_cosine`), ``pearson_S`` [2] on the configurations of ``features``,
+      and ``pearson_S_T_train`` [2] on those of ``train_features`` (None without it).
+    """
+    reference = load_model(model)
+    with _feature_reader(features) as ff:
+        check_compatible(reference, ff["feature_names"][()], read_grid(ff), features, f"model {model}")
+    retrained = train(cfg, features, hops, at_T_train=False)
+    if np.isclose(retrained.T_train_K, reference.T_train_K):
+        log.warning("the stability check retrains at T_train (%g K) itself: it compares the model with "
+                    "itself.", reference.T_train_K)
+    out = {"reference": reference, "retrained": retrained, "cosine": hyperplane_cosine(reference, retrained)}
+    out["pearson_S"], _ = softness_correlation(reference, retrained, features)
+    out["pearson_S_T_train"] = None
+    if train_features is not None:
+        out["pearson_S_T_train"], t = softness_correlation(reference, retrained, train_features)
+        if not np.isclose(t, reference.T_train_K):
+            raise SoftnessError(f"features file {train_features} is at {t:g} K but model {model} was trained "
+                                f"at {reference.T_train_K:g} K; pass the training temperature's features.")
+    for s in range(len(SPECIES_NAMES)):
+        log.info("%s: model at %g K vs retrained at %g K: cosine of the normals %.3f; Pearson r of S %.3f "
+                 "on the %g K configurations%s", SPECIES_NAMES[s], reference.T_train_K, retrained.T_train_K,
+                 out["cosine"][s], out["pearson_S"][s], retrained.T_train_K,
+                 "" if train_features is None else
+                 f", {out['pearson_S_T_train'][s]:.3f} on the {reference.T_train_K:g} K ones")
+    return out
+
+
+def stability_file(cfg: dict, model, features, hops, out, train_features=None) -> dict:
+    """The ``softness stability`` stage: :func:`stability`, written to ``out``.
+
+    The product holds ``/cosine`` [2], ``/pearson_S`` [2], ``/pearson_S_T_train`` [2] (with
+    ``train_features``), ``/species_names`` and the retrained model under ``/retrained``
+    (the layout of a model file); root attributes ``T_train_K``, ``temperature_K`` (of the
+    retraining), ``cosine_space`` and the sources.
+    """
+    res = stability(cfg, model, features, hops, train_features)
+    with atomic_h5(out, "stability", cfg) as f:
+        f.attrs["T_train_K"] = res["reference"].T_train_K
+        f.attrs["temperature_K"] = res["retrained"].T_train_K
+        f.attrs["model_source"], f.attrs["features_source"], f.attrs["hops_source"] = (
+            str(model), str(features), str(hops))
+        if train_features is not None:
+            f.attrs["train_features_source"] = str(train_features)
+        f.attrs["cosine_space"] = ("the standardised feature space of the T_train model: the retrained "
+                                   "normal w is mapped to w * scale_T_train / scale_retrained")
+        f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+        f["cosine"] = res["cosine"]
+        f["cosine"].attrs["meaning"] = ("per species, cosine between the unit normals of the T_train model "
+                                        "and of the same model retrained at temperature_K (see cosine_space)")
+        f["pearson_S"] = res["pearson_S"]
+        f["pearson_S"].attrs["meaning"] = ("per species, Pearson correlation of the two models' softness "
+                                           "over every atom and frame at temperature_K")
+        if res["pearson_S_T_train"] is not None:
+            f["pearson_S_T_train"] = res["pearson_S_T_train"]
+            f["pearson_S_T_train"].attrs["meaning"] = ("per species, Pearson correlation of the two models' "
+                                                       "softness over every atom and frame at T_train")
+        g = f.create_group("retrained")
+        write_model(g, res["retrained"])
+    log.info("wrote %s", out)
+    return res
 
 
 def softness_of(model_path, features_path) -> np.ndarray:
@@ -757,4 +1136,6 @@ def softness_of(model_path, features_path) -> np.ndarray:
 
 __all__ = ["SoftnessModel", "signed_distance", "fit_linear_svm", "train", "train_file", "apply_file",
            "load_model", "write_model", "feature_table", "label_to_feature_rows", "class_masks",
-           "balanced_training_pairs", "top_features"]
+           "balanced_training_pairs", "top_features", "softness_unit", "classifier_quality",
+           "calibration_curve", "stability_temperature", "hyperplane_cosine", "softness_correlation",
+           "stability", "stability_file"]

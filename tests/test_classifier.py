@@ -58,19 +58,28 @@ def write_hops(path, labels, species, temperature, p_hop=None):
         f.attrs["t_quiet_fs"] = 500.0
 
 
-def synthetic_run(tmp_path, rng, *, n_atoms=60, n_traj_frames=80, stride=2, temperature=3000.0):
-    """Features every ``stride`` frames; labels on every frame from a hidden linear rule."""
+def synthetic_run(tmp_path, rng, *, n_atoms=60, n_traj_frames=80, stride=2, temperature=3000.0, u=None,
+                  spread=None, name=""):
+    """Features every ``stride`` frames; labels on every frame from a hidden linear rule.
+
+    The features are normal with per-feature standard deviations ``spread`` (default 1); an
+    atom rearranges when z = u . x (u [2, F] per species, unit rows; random by default) exceeds
+    0.8 standard deviations of z and is quiet below -0.8. Files: features{name}.h5, hops{name}.h5.
+    """
     species = np.r_[np.zeros(n_atoms // 3, int), np.ones(n_atoms - n_atoms // 3, int)]
     frames = np.arange(0, n_traj_frames, stride)
-    x = rng.normal(size=(frames.size, n_atoms, N_FEATURES)).astype(np.float32)
-    u = rng.normal(size=(2, N_FEATURES))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    spread = np.ones(N_FEATURES) if spread is None else np.asarray(spread)
+    x = (rng.normal(size=(frames.size, n_atoms, N_FEATURES)) * spread).astype(np.float32)
+    if u is None:
+        u = rng.normal(size=(2, N_FEATURES))
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
     z = np.einsum("rnf,nf->rn", x, u[species])
+    threshold = 0.8 * np.linalg.norm(u * spread, axis=1)[species]  # 0.8 standard deviations of z
     z_traj = np.repeat(z, stride, axis=0)[:n_traj_frames]  # structure of the latest feature frame
-    labels = np.where(z_traj > 0.8, 1, np.where(z_traj < -0.8, 0, -1)).astype(np.int8)
+    labels = np.where(z_traj > threshold, 1, np.where(z_traj < -threshold, 0, -1)).astype(np.int8)
     labels[:2] = -1  # like p_hop, undefined at the ends
-    write_features(tmp_path / "features.h5", x, frames, species, temperature)
-    write_hops(tmp_path / "hops.h5", labels, species, temperature)
+    write_features(tmp_path / f"features{name}.h5", x, frames, species, temperature)
+    write_hops(tmp_path / f"hops{name}.h5", labels, species, temperature)
     return species, frames, x, u, labels
 
 
@@ -132,36 +141,39 @@ def test_an_optimum_at_the_edge_of_the_C_grid_is_reported(caplog):
     assert not any("C_grid" in r.getMessage() for r in caplog.records)
 
 
-def _model_from_fit(fit, n_features):
+def _model_from_fit(fit, n_features, softness_scale=(1.0, 1.0)):
     m = classifier.SoftnessModel(mean=np.zeros((2, n_features)), scale=np.ones((2, n_features)),
                                  weights=np.zeros((2, n_features)), intercept=np.zeros(2), C=np.ones(2),
-                                 feature_names=[f"g{i}" for i in range(n_features)], grid={}, T_train_K=1.0)
+                                 feature_names=[f"g{i}" for i in range(n_features)], grid={}, T_train_K=1.0,
+                                 softness_scale=np.asarray(softness_scale, dtype=float))
     for s in range(2):
         m.mean[s], m.scale[s], m.weights[s], m.intercept[s] = (fit["mean"], fit["scale"], fit["weights"],
                                                                fit["intercept"])
     return m
 
 
-def test_softness_is_the_signed_distance_in_standardised_space():
+def test_softness_is_the_signed_distance_in_standardised_space_in_units_of_sigma_S():
     rng = np.random.default_rng(2)
     normal = np.array([2.0, 1.0, -1.0, 0.5, 0.0, 1.0])
     x, y, _ = anisotropic_data(rng, 2000, normal, -(np.array([5.0, -2.0, 0.0, 1.0, 0.0, 3.0]) @ normal))
     fit = classifier.fit_linear_svm(x, y, [1.0, 10.0], cv_folds=3, seed=0)
-    model = _model_from_fit(fit, x.shape[1])
+    sigma = np.array([0.25, 2.0])
+    model = _model_from_fit(fit, x.shape[1], sigma)
     species = np.array([0, 1])
     w, b = fit["weights"], fit["intercept"]
     n_hat = w / np.linalg.norm(w)
     # A point on the plane (standardised space), mapped back to raw features, has S = 0; moving
-    # it by t along the unit normal (in standardised space) gives S = t.
+    # it by t along the unit normal (in standardised space) gives S = t / sigma_S.
     v = rng.normal(size=n_hat.size)
     x_std_on = -b / np.linalg.norm(w) * n_hat + v - (v @ n_hat) * n_hat
     for t in (0.0, 1.5, -2.25):
         raw = (x_std_on + t * n_hat) * fit["scale"] + fit["mean"]
         s = model.softness(np.stack([raw, raw]), species)
-        assert_allclose(s, [t, t], atol=1e-9)
-    # The same as the brute-force signed distance of the standardised points.
+        assert_allclose(s, t / sigma, atol=1e-9)
+    # The same as the brute-force signed distance of the standardised points, over sigma_S.
     s = model.softness(x[:, None, :], np.array([0]))[:, 0]
-    assert_allclose(s, classifier.signed_distance((x - fit["mean"]) / fit["scale"], w, b), rtol=1e-10)
+    assert_allclose(s * sigma[0], classifier.signed_distance((x - fit["mean"]) / fit["scale"], w, b),
+                    rtol=1e-10)
     # Positive on the rearranging side.
     assert np.mean((s > 0) == (y == 1)) > 0.97
 
@@ -368,3 +380,233 @@ def test_an_empty_shell_in_training_cannot_blow_up_softness():
     # A shift of one neighbour moves S by at most |w_shell| / |w| / MIN_FEATURE_SCALE <= 100, and
     # the SVM gives the uninformative shell a small weight: S stays within the training range.
     assert np.max(np.abs(s_contact - s_train[:50])) < 0.5 * np.ptp(s_train)
+
+
+# ---------------------------------------------------------------------------- softness unit
+
+def _small_config(tmp_path, temperatures=(3000,), **train):
+    train = {"n_per_class": 300, "C_grid": [0.1, 1.0], "cv_folds": 3, **train}
+    cfg = {"temperatures_K": list(temperatures), "train": train}
+    path = tmp_path / "config.yaml"
+    path.write_text(__import__("yaml").safe_dump(cfg))
+    return config.resolve(cfg), path
+
+
+def test_softness_has_unit_standard_deviation_over_all_atoms_at_T_train(tmp_path):
+    rng = np.random.default_rng(11)
+    species, frames, x, _, _ = synthetic_run(tmp_path, rng)
+    cfg, _ = _small_config(tmp_path)
+    model = classifier.train_file(cfg, tmp_path / "features.h5", tmp_path / "hops.h5", tmp_path / "model.h5")
+    classifier.apply_file(cfg, tmp_path / "model.h5", tmp_path / "features.h5", tmp_path / "soft.h5")
+    with h5py.File(tmp_path / "soft.h5", "r") as f:
+        soft = f["softness"][()].astype(np.float64)
+        assert_allclose(f.attrs["softness_scale"], model.softness_scale)
+        assert "standard deviation" in f["softness"].attrs["meaning"]
+    with h5py.File(tmp_path / "model.h5", "r") as f:
+        stored = f["softness_scale"][()]
+        assert "every atom" in f["softness_scale"].attrs["meaning"]
+        assert "sigma_S" in f.attrs["softness_definition"]
+        t = {k: f["training"][k][()] for k in ("species", "frame", "atom")}
+    assert_allclose(stored, model.softness_scale)
+    row_of = {int(fr): i for i, fr in enumerate(frames)}
+    for s in (0, 1):
+        mine = species == s
+        # Brute force: sigma_S is the spread of the bare distance over every atom and frame.
+        x_std = (x[:, mine].astype(np.float64) - model.mean[s]) / model.scale[s]
+        distance = classifier.signed_distance(x_std, model.weights[s], model.intercept[s])
+        assert_allclose(model.softness_scale[s], distance.std(), rtol=1e-10)
+        assert_allclose(soft[:, mine], distance / distance.std(), rtol=1e-5, atol=1e-5)
+        # So the applied softness has unit standard deviation at T_train, S = 0 still the plane.
+        assert_allclose(soft[:, mine].std(), 1.0, rtol=1e-5)
+        assert_array_equal(soft[:, mine] > 0, distance > 0)
+        # Not the spread over the training set, whose classes sit beyond +-0.8 sigma of the rule.
+        ex = t["species"] == s
+        rows = [row_of[int(fr)] for fr in t["frame"][ex]]
+        train_distance = classifier.signed_distance((x[rows, t["atom"][ex]] - model.mean[s]) / model.scale[s],
+                                                    model.weights[s], model.intercept[s])
+        assert train_distance.std() > 1.2 * distance.std()
+
+
+def test_a_model_without_a_softness_scale_is_refused(tmp_path):
+    fit = {"mean": np.zeros(3), "scale": np.ones(3), "weights": np.ones(3), "intercept": 0.0}
+    model = _model_from_fit(fit, 3)
+    with h5py.File(tmp_path / "old.h5", "w") as f:
+        classifier.write_model(f, model)
+        del f["softness_scale"]
+    with pytest.raises(SoftnessError, match="old.h5 has no 'softness_scale'.*retrain"):
+        classifier.load_model(tmp_path / "old.h5")
+
+
+# ---------------------------------------------------------------------------- quality
+
+def _two_gaussians(rng, n, d):
+    """Softness of quiet atoms ~ N(-d/2, 1) and of rearranging ones ~ N(d/2, 1)."""
+    s = np.r_[rng.normal(d / 2, 1.0, n), rng.normal(-d / 2, 1.0, n)]
+    return s, np.r_[np.ones(n, int), np.zeros(n, int)]
+
+
+def test_quality_metrics_of_two_gaussians_with_a_known_separation():
+    from scipy.special import expit
+    from scipy.stats import norm
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    rng = np.random.default_rng(12)
+    d = 1.2
+    s, y = _two_gaussians(rng, 4000, d)
+    q = classifier.classifier_quality(s, y, rng=0)
+    # Against sklearn and direct counts on the same examples.
+    assert_allclose(q["roc_auc"], roc_auc_score(y, s), rtol=1e-12)
+    assert_allclose(q["balanced_accuracy"], balanced_accuracy_score(y, s > 0), rtol=1e-12)
+    assert_allclose(q["P_S_positive_given_rearranging"], np.mean(s[y == 1] > 0), rtol=1e-12)
+    # Against the known answers: AUC = Phi(d / sqrt 2); both class rates Phi(d / 2).
+    assert abs(q["roc_auc"] - norm.cdf(d / np.sqrt(2))) < 3 * q["roc_auc_err"]
+    assert abs(q["balanced_accuracy"] - norm.cdf(d / 2)) < 3 * q["balanced_accuracy_err"]
+    assert abs(q["P_S_positive_given_rearranging"] - norm.cdf(d / 2)) < \
+        3 * q["P_S_positive_given_rearranging_err"]
+    # Calibration: with equal priors P(rearranging | S) = 1 / (1 + exp(-d S)); each bin holds the
+    # mean of that over its examples, within its binomial error.
+    cal = q["calibration"]
+    nb = classifier.N_CALIBRATION_BINS
+    index = np.clip(np.searchsorted(cal["S_edges"], s, side="right") - 1, 0, nb - 1)
+    assert cal["n"].sum() == s.size and np.all(np.diff(cal["S"]) > 0)
+    for k in range(nb):
+        assert_allclose(cal["S"][k], s[index == k].mean(), rtol=1e-12)
+        assert_allclose(cal["fraction_rearranging"][k], y[index == k].mean(), rtol=1e-12)
+        assert abs(cal["fraction_rearranging"][k] - expit(d * s[index == k]).mean()) < \
+            4 * cal["fraction_rearranging_err"][k] + 1e-3
+    # The reported errors are the spread of the metrics over independent samples.
+    reps = [classifier.classifier_quality(*_two_gaussians(rng, 300, d), rng=k, n_bootstrap=100)
+            for k in range(20)]
+    for key in ("roc_auc", "balanced_accuracy", "P_S_positive_given_rearranging"):
+        spread = np.std([r[key] for r in reps], ddof=1)
+        assert_allclose(np.mean([r[f"{key}_err"] for r in reps]), spread, rtol=0.5)
+
+
+def test_model_file_holds_the_quality_of_its_held_out_examples(tmp_path):
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    rng = np.random.default_rng(13)
+    species, frames, x, _, _ = synthetic_run(tmp_path, rng)
+    cfg, _ = _small_config(tmp_path)
+    model = classifier.train_file(cfg, tmp_path / "features.h5", tmp_path / "hops.h5", tmp_path / "model.h5")
+    soft_all = model.softness(x, species)
+    row_of = {int(fr): i for i, fr in enumerate(frames)}
+    nb = classifier.N_CALIBRATION_BINS
+    with h5py.File(tmp_path / "model.h5", "r") as f:
+        q = {k: f["quality"][k][()] for k in ("roc_auc", "roc_auc_err", "balanced_accuracy",
+                                               "balanced_accuracy_err", "P_S_positive_given_rearranging",
+                                               "P_S_positive_given_rearranging_err", "P_S_positive")}
+        cal = {k: f["quality/calibration"][k][()] for k in ("S", "fraction_rearranging", "n")}
+        assert "bootstrap" in f["quality/roc_auc_err"].attrs["method"]
+        assert "binomial" in f["quality/balanced_accuracy_err"].attrs["method"]
+        t = {k: f["training"][k][()] for k in ("species", "frame", "atom", "label", "is_test")}
+        n_test = f["n_test"][()]
+    assert all(v.shape == (2,) for v in q.values()) and all(v.shape == (2, nb) for v in cal.values())
+    for s in (0, 1):
+        test = (t["species"] == s) & t["is_test"].astype(bool)
+        s_test = soft_all[[row_of[int(fr)] for fr in t["frame"][test]], t["atom"][test]]
+        y = t["label"][test]
+        assert cal["n"][s].sum() == n_test[s] == y.size
+        assert_allclose(q["roc_auc"][s], roc_auc_score(y, s_test), rtol=1e-9)
+        assert_allclose(q["balanced_accuracy"][s], balanced_accuracy_score(y, s_test > 0), rtol=1e-9)
+        assert_allclose(q["P_S_positive_given_rearranging"][s], np.mean(s_test[y == 1] > 0), rtol=1e-9)
+        assert_allclose(q["P_S_positive"][s], np.mean(soft_all[:, species == s] > 0), rtol=1e-9)
+        # The rule is learnable (labels beyond +-0.8 sigma of a linear variable): near-perfect.
+        assert q["roc_auc"][s] > 0.95 and 0 <= q["roc_auc_err"][s] < 0.05
+        assert_allclose(np.nansum(cal["fraction_rearranging"][s] * cal["n"][s]), np.sum(y == 1))
+
+
+# ---------------------------------------------------------------------------- hyperplane stability
+
+def test_stability_temperature_is_the_geometric_middle_or_a_listed_one():
+    for temps in ([3000, 3300, 3700, 4200, 5000], [3500, 4500, 6000], [4200, 3000, 3700]):
+        cfg = config.resolve({"temperatures_K": temps})
+        distance = np.abs(np.log(np.array(temps) / np.sqrt(min(temps) * max(temps))))
+        assert classifier.stability_temperature(cfg) == temps[int(np.argmin(distance))]
+    # Two temperatures tie: the one that is not T_train, so the check compares two models.
+    assert classifier.stability_temperature(config.resolve({"temperatures_K": [3000, 5000]})) == 5000
+    cfg = config.resolve({"temperatures_K": [3000, 5000], "train": {"T_train_K": 5000}})
+    assert classifier.stability_temperature(cfg) == 3000
+    cfg = config.resolve({"temperatures_K": [3000, 3300, 3700], "train": {"stability_T_K": 3300}})
+    assert classifier.stability_temperature(cfg) == 3300
+    # A temperature that is not simulated: refused by the config, and by the stage itself.
+    with pytest.raises(SoftnessError, match=r"'train.stability_T_K' \(3500 K\) is not one of"):
+        config.resolve({"temperatures_K": [3000, 3300, 3700], "train": {"stability_T_K": 3500}})
+    cfg["train"]["stability_T_K"] = 3500
+    with pytest.raises(SoftnessError, match=r"'train.stability_T_K' \(3500 K\) is not one of"):
+        classifier.stability_temperature(cfg)
+
+
+def test_normals_map_into_the_reference_standardisation():
+    rng = np.random.default_rng(14)
+    f = 5
+
+    def model(scale):
+        fit = {"mean": rng.normal(size=f), "scale": scale, "weights": rng.normal(size=f),
+               "intercept": rng.normal()}
+        return _model_from_fit(fit, f)
+
+    a, b = model(rng.uniform(0.5, 2, f)), model(rng.uniform(0.5, 2, f))
+    mapped = classifier.normals_in_standardisation(b, a)
+    # b's plane function w . (x - m) / s changes between two raw points as mapped . (dx / s_a).
+    x1, x2 = rng.normal(size=(2, f))
+    assert_allclose(((x1 - x2) / b.scale[0]) @ b.weights[0], ((x1 - x2) / a.scale[0]) @ mapped[0], rtol=1e-12)
+    cos = classifier.hyperplane_cosine(a, b)
+    assert_allclose(cos, np.sum(a.weights * mapped, 1) / np.linalg.norm(a.weights, axis=1)
+                    / np.linalg.norm(mapped, axis=1), rtol=1e-12)
+    assert_allclose(classifier.hyperplane_cosine(a, a), 1.0, rtol=1e-12)
+
+
+def _stability(tmp_path, cfg_path, name, model="model.h5"):
+    out = tmp_path / f"stability{name}.h5"
+    assert main(["stability", "--config", str(cfg_path), "--model", str(tmp_path / model),
+                 "--features", str(tmp_path / f"features{name}.h5"),
+                 "--hops", str(tmp_path / f"hops{name}.h5"),
+                 "--train-features", str(tmp_path / "features.h5"), "--out", str(out)]) == 0
+    with h5py.File(out, "r") as f:
+        assert f.attrs["stage"] == "stability" and f.attrs["T_train_K"] == 3000.0
+        assert "standardised feature space of the T_train model" in f.attrs["cosine_space"]
+        assert f["retrained/softness_scale"].shape == (2,) and f["retrained"].attrs["T_train_K"] == 3500.0
+        return {k: f[k][()] for k in ("cosine", "pearson_S", "pearson_S_T_train")}
+
+
+def test_hyperplane_stability_separates_one_planted_direction_from_two(tmp_path):
+    rng = np.random.default_rng(15)
+    u = rng.normal(size=(2, N_FEATURES))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    other = rng.normal(size=(2, N_FEATURES))
+    other -= np.sum(other * u, axis=1, keepdims=True) * u  # orthogonal to u, per species
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    # The same raw direction at a second temperature whose features have other spreads: the
+    # standardised normals differ (v * spread), the planes in the same standardisation do not.
+    spread = rng.uniform(0.4, 2.5, N_FEATURES)
+    species, *_ = synthetic_run(tmp_path, rng, u=u)
+    synthetic_run(tmp_path, rng, u=u, spread=spread, temperature=3500.0, name="_same")
+    synthetic_run(tmp_path, rng, u=other, temperature=3500.0, name="_other")
+    cfg, cfg_path = _small_config(tmp_path, (3000, 3500))
+    model = classifier.train_file(cfg, tmp_path / "features.h5", tmp_path / "hops.h5", tmp_path / "model.h5")
+    same = _stability(tmp_path, cfg_path, "_same")
+    assert np.all(same["cosine"] > 0.95)
+    assert np.all(same["pearson_S"] > 0.95) and np.all(same["pearson_S_T_train"] > 0.95)
+    with h5py.File(tmp_path / "stability_same.h5", "r") as f:
+        w2 = f["retrained/weights"][()]
+    naive = np.sum(model.weights * w2, 1) / np.linalg.norm(model.weights, axis=1) / np.linalg.norm(w2, axis=1)
+    expected_naive = (u * spread) @ u.T / np.linalg.norm(u * spread, axis=1)  # cos(u, u * spread), diagonal
+    assert_allclose(naive, np.diag(expected_naive), atol=0.05)
+    different = _stability(tmp_path, cfg_path, "_other")
+    assert np.all(np.abs(different["cosine"]) < 0.5)
+    assert np.all(np.abs(different["pearson_S"]) < 0.5)
+    assert np.all(np.abs(different["pearson_S_T_train"]) < 0.5)
+    # The correlation is that of the two models' softness on the same atoms, by brute force.
+    with h5py.File(tmp_path / "stability_other.h5", "r") as f:
+        g = f["retrained"]
+        retrained = classifier.SoftnessModel(
+            mean=g["mean"][()], scale=g["scale"][()], weights=g["weights"][()], intercept=g["intercept"][()],
+            C=g["C"][()], feature_names=[], grid={}, T_train_K=3500.0, softness_scale=g["softness_scale"][()])
+    for name, key in (("_other", "pearson_S"), ("", "pearson_S_T_train")):
+        with h5py.File(tmp_path / f"features{name}.h5", "r") as f:
+            x = f["features"][()]
+        s_a, s_b = model.softness(x, species), retrained.softness(x, species)
+        for sp in (0, 1):
+            r = np.corrcoef(s_a[:, species == sp].ravel(), s_b[:, species == sp].ravel())[0, 1]
+            assert_allclose(different[key][sp], r, rtol=1e-9)
