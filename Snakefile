@@ -36,6 +36,7 @@ include: "workflow/rules/dynamics.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/apply.smk"
 include: "workflow/rules/arrhenius.smk"
+include: "workflow/rules/planted.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -44,5 +45,7 @@ rule all:
     input:
         FIGURE_FILES,
         "results/arrhenius.h5",
+        "results/stability.h5",
+        "results/planted.h5",
         "results/summary.json",
         "results/summary.md",

@@ -38,7 +38,8 @@ def default_sizes(cfg):
     f = cfg["features"]
     n_radial = int(np.floor((f["radial_r_max_A"] - f["radial_r_min_A"]) / f["radial_dr_A"] + 1e-6)) + 1
     n_features = 2 * n_radial + 3 * len(f["angular"])
-    n_frames = int(round(cfg["run"]["production_time_fs"] / cfg["run"]["frame_interval_fs"]))
+    production = config.run_time_fs(cfg, "production_time_fs", config.training_temperature(cfg))
+    n_frames = int(round(production / cfg["run"]["frame_interval_fs"]))
     return 3 * cfg["system"]["n_sio2"], n_frames // f["frame_stride"], n_features, n_radial
 
 

@@ -12,13 +12,19 @@ Nat. Phys. 12, 469 (2016) for the Arrhenius form at fixed S):
 
 Definitions used here (all per species):
 
-* **Rearrangement.** For a softness frame f (trajectory frame index) and the next softness
-  frame f' (or f + k after the last one, k the usual spacing), atom i *rearranges at f* if its
-  hops label is 1 at any hops frame g with f <= g < f'. With softness on every frame this is the
-  label at f itself. (f, i) counts only if the window holds at least one hops frame and p_hop is
-  defined (finite) at all of them, so the ends of the run where p_hop is undefined drop out.
-  P_R is therefore a probability per softness-frame interval (keep it short: a probability that
-  is not small saturates, which bends ln P_R against 1/T).
+* **Rearrangement.** Atom i *rearranges at softness frame f* if it starts a rearrangement
+  within Delta = ``arrhenius.P_R_window_fs`` (rounded to whole frames) after its structure is
+  taken: it has an event (``/events`` of the hops file: the jump frame, where one excursion of
+  p_hop above p_c peaks; see :mod:`softness.hops`) at a hops frame g with
+  t_f <= t_g < t_f + Delta. (f, i) counts only if every hops frame of that window exists and an
+  event can be located at each (p_hop defined there; ``/events`` != -1), so the end of the run,
+  where the window is incomplete, drops out. P_R(S, T) is thus the probability that an atom of
+  softness S starts a rearrangement within Delta; for a constant rate r it is 1 - exp(-r Delta),
+  and ``P_R_rate_per_fs`` = -ln(1 - P_R) / Delta is that rate per bin. Why: the share of frames
+  with p_hop > p_c (the older definition) counts how long an atom stays above p_c, and it
+  saturates near 1 in the hot liquid, where the p_hop window is several relaxation times long;
+  counting onsets inside a fixed short window measures a rate and does not depend on the
+  spacing of the softness frames (windows may overlap or leave gaps between them).
 * **Bins.** Per species, ``arrhenius.n_bins`` bins of S whose edges are quantiles of the softness
   of all rearranging (f, i), pooled over temperatures, from the 0.5 % to the 99.5 % quantile, so
   every bin holds about the same number of events overall. Atoms outside the outer edges are not
@@ -29,37 +35,69 @@ Definitions used here (all per species):
   every fit through itself). Unusable (bin, T) are stored but never fitted. The softness of a
   bin is the mean S of its atoms over all temperatures.
 * **Errors of P_R.** Block bootstrap over softness frames (``arrhenius.n_bootstrap`` resamples)
-  in blocks of ``arrhenius.bootstrap_block_fs`` (default: the hops file's t_R, over which the
-  labels of one jump are correlated). ``ln_P_R_err`` is the bootstrap standard deviation of
-  ln P_R, the interval is its 15.9-84.1 % percentiles.
+  in blocks of ``arrhenius.bootstrap_block_fs`` (default: the longer of the hops file's t_R and
+  Delta, over which the counts of one jump are correlated). ``ln_P_R_err`` is the bootstrap
+  standard deviation of ln P_R, the interval is its 15.9-84.1 % percentiles.
+* **Temperatures with no cage jumps.** Where tau_alpha < ``arrhenius.min_tau_alpha_over_t_R``
+  x t_R (t_R: the hops file's p_hop window), every atom leaves its cage within a window and
+  p_hop measures flow, not jumps; where tau_alpha was not reached, the same unless the longest
+  lag of the dynamics (a lower bound on tau_alpha) shows it is long enough. Such a temperature
+  is flagged for that species (``flagged_temperature`` [2, T] with
+  ``flagged_temperature_reason``), shown (grey in the P_R figure) and left out of the per-bin
+  fits (``usable`` is false there). tau_alpha itself is measured there and stays in its fit.
 * **Fits.** Weighted least squares; when chi^2 / dof > 1 the covariance is multiplied by it
   (Birge ratio), so scatter beyond the error bars widens the uncertainties. Per bin:
-  ln P_R = Sigma - DeltaE / T over its usable temperatures. Then the per-bin (Sigma, DeltaE),
-  with their 2 x 2 covariances, are fitted jointly by generalised least squares to
-  DeltaE = e0 - e1 S, Sigma = Sigma0 - Sigma1 S, so the 4 x 4 covariance of
-  (e0, e1, Sigma0, Sigma1) and the error of T0 = e1 / Sigma1 include their correlations.
+  ln P_R = Sigma - DeltaE / T, only for bins usable at ``arrhenius.min_temperatures`` or more
+  temperatures (two points always lie on a line); fewer is reported (``n_temperatures``,
+  ``populated``, a warning naming the bins), never fitted. Each fitted bin stores chi^2 / dof
+  and a *curvature test*: ln P_R = Sigma - DeltaE / T + c / T^2 is fitted too, and
+  Delta chi^2 = chi^2(line) - chi^2(with c) = (c / err_c)^2 is tested against chi^2(1) (a
+  likelihood ratio) or, where the scatter exceeds the errors, as an F-test scaled by the Birge
+  ratio; the bins' p-values are Holm-adjusted, so that ``arrhenius.curvature_p_value`` is the
+  chance that a straight species shows any curved bin, and a bin below it is ``curved``. The
+  per-bin (Sigma, DeltaE) of the fitted, straight bins, with their 2 x 2 covariances, are fitted
+  jointly by generalised least squares to DeltaE = e0 - e1 S, Sigma = Sigma0 - Sigma1 S, so the
+  4 x 4 covariance of (e0, e1, Sigma0, Sigma1) and the error of T0 = e1 / Sigma1 include their
+  correlations. T0 is flagged (``lines/T0_inside_fitted_range``) when it falls among the
+  temperatures the lines rest on: such a crossing inside the data is not the high-temperature
+  extrapolation the softness picture means.
 * **<S>(T)**: mean over atoms and frames; its error from blocking of the per-frame means
   (Flyvbjerg and Petersen, J. Chem. Phys. 91, 461 (1989)), largest over block sizes with at
-  least 8 blocks. Weighted fit a + b T with chi^2 / dof and R^2.
+  least 8 blocks. Weighted fit a + b T with chi^2 / dof and R^2, and the same curvature test
+  for a T^2 term.
 * **Apparent barriers** from data, E_app = -d ln(rate) / d(1/T) = d ln(tau) / d(1/T), as secants
   between neighbouring temperatures, reported at T_ij = sqrt(T_i T_j): for the softness model
   (E_app linear in T^2 ... exactly: linear in 1/x^2 with x = 1/T) the secant equals E_app at that
-  temperature. Measured from tau_alpha (no error: the dynamics files carry none), from the mean
-  rearrangement rate and from D (where diffusive), and compared with the model's prediction.
-* **tau_alpha(T)**: Arrhenius ln tau = ln tau0 + E_A / T on the low temperatures (T <=
-  ``arrhenius.T_split_K``; default: the lower half) and VFT ln tau = ln tau0 + B / (T - T_VFT) on
-  the high ones (T >= T_split; default: the upper half, at least three), unweighted in ln tau.
-  The crossover temperature T_x is where the VFT apparent barrier B T^2 / (T - T_VFT)^2 rises to
-  the low-temperature barrier E_A on cooling: T_x = T_VFT / (1 - sqrt(B / E_A)) (needs E_A > B).
+  temperature. Measured from tau_alpha (errors from its block errors ``/tau_alpha_err_fs`` of the
+  dynamics files, NaN without them), from the mean rearrangement rate and from D (where
+  diffusive), and compared with the model's prediction: chi^2 of measured minus predicted with
+  both covariances (neighbouring secants share a temperature; predictions share parameters),
+  ``closure/{tau, rate}`` (the rate only between temperatures that are not flagged).
+* **tau_alpha(T)**: one fit of ln tau = ln tau0 + E_low / T below a crossover temperature T_x and
+  a straight continuation with slope E_high above it (continuous, with a kink at 1/T_x:
+  :func:`kinked_arrhenius`), by weighted nonlinear least squares in ln tau (weights from
+  ``/tau_alpha_err_fs``; unweighted when a temperature has none), with T_x free between the 2nd
+  and the 2nd-to-last temperature so that each side has at least two. Parameters, their 4 x 4
+  covariance, T_x +- error, chi^2 / dof and dof are stored. E_low > E_high is the strong-to-
+  fragile crossover on heating (Arrhenius at low T, a smaller apparent barrier above T_x); the
+  opposite is fitted all the same and reported.
+* **Verdicts** on the four claims (:data:`CLAIMS`), each pass / fail / not testable with its
+  numbers and one sentence: (a) held-out accuracy above chance (from the model file, if given),
+  (b) every populated bin fitted and none curved, (c) <S>(T) not curved over >= 3 temperatures,
+  (d) the tau_alpha (and mean-rate) secants consistent with the predicted E_app(T)
+  (p > :data:`CONSISTENCY_P_VALUE`) over >= 3 secants with some on each side of T_x.
 
 Too few temperatures, per quantity:
 
 * fewer than two temperatures in the input: an error (nothing here can be fitted);
-* a bin usable at fewer than two temperatures: NaN Sigma / DeltaE for that bin, with a warning;
-* fewer than two fitted bins for a species: NaN e0, e1, Sigma0, Sigma1, T0 for that species with a
-  warning; an error if no species has two;
-* tau_alpha reached at fewer than 2 (Arrhenius) or 3 (VFT) of the temperatures of its branch: NaN
-  fit and NaN T_x, with a warning; uncertainties need one more point than parameters (else NaN).
+* a bin usable at fewer than ``arrhenius.min_temperatures``: NaN Sigma / DeltaE for that bin,
+  with a warning naming it;
+* fewer than two fitted, straight bins for a species: NaN e0, e1, Sigma0, Sigma1, T0 for that
+  species with a warning (a warning, not an error, when no species has two: the product and
+  the verdicts still say what could be measured);
+* tau_alpha reached at fewer than 5 temperatures (4 parameters, two temperatures on each side of
+  the kink and one degree of freedom): NaN fit and T_x, with a warning saying how many lie on
+  each side at best.
 
 Energies are stored in K (as E / k_B) and in eV (``softness.units``); temperatures in K.
 """
@@ -71,7 +109,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
+from scipy import stats
 
 from softness import units
 from softness.errors import SoftnessError
@@ -174,6 +214,44 @@ def generalised_lstsq(A_blocks, y_blocks, cov_blocks, *, inflate: bool = True) -
     return weighted_lstsq(A, y, np.ones(y.size), inflate=inflate)
 
 
+def curvature_test(x, y, sigma=None, *, p_value: float = 0.01) -> dict:
+    """Does a quadratic term c x^2 improve the straight line y = p0 + p1 x significantly?
+
+    The statistic is Delta chi^2 = chi^2(line) - chi^2(line + c x^2), which for a linear model is
+    (c / err_c)^2. With errors that explain the scatter of the quadratic fit (chi^2 / dof <= 1, or
+    no degree of freedom left) it is a likelihood-ratio test, Delta chi^2 against chi^2(1); where
+    the scatter exceeds the errors they are scaled up by the Birge ratio, as in every covariance
+    here, and the test becomes the F-test Delta chi^2 / (chi^2 / dof) against F(1, dof). Either
+    way it asks whether c differs from 0 by more than its reported error allows. Unweighted data
+    (``sigma`` None) always take the F-test and need a degree of freedom.
+
+    Args:
+      x, y: [M] data (M >= 3); sigma: [M] standard errors of y, or None.
+      p_value: ``curved`` when the test's p-value is below this.
+
+    Returns:
+      dict with ``c`` (the coefficient of x^2, in units of y / x^2), ``c_err`` (Birge-inflated),
+      ``p_value`` and ``curved`` (False when the test is impossible: p NaN).
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    out = {"c": np.nan, "c_err": np.nan, "p_value": np.nan, "curved": False}
+    dof = x.size - 3
+    if dof < 0 or (sigma is None and dof < 1) or np.ptp(x) == 0:
+        return out
+    # Centred and scaled abscissa: c is unchanged by the shift and the fit well conditioned.
+    scale = float(np.ptp(x))
+    u = (x - x.mean()) / scale
+    line = weighted_lstsq(np.stack([np.ones_like(u), u], axis=1), y, sigma)
+    quad = weighted_lstsq(np.stack([np.ones_like(u), u, u**2], axis=1), y, sigma)
+    delta = max(line.chi2 - quad.chi2, 0.0)
+    if sigma is None or (dof > 0 and quad.chi2 > dof):
+        p = float(stats.f.sf(delta / (quad.chi2 / dof), 1, dof))
+    else:
+        p = float(stats.chi2.sf(delta, 1))
+    out.update(c=quad.params[2] / scale**2, c_err=quad.err[2] / scale**2, p_value=p, curved=bool(p < p_value))
+    return out
+
+
 # ---------------------------------------------------------------------------- the softness model
 
 def usable_points(n_events, P_R, min_events: int, max_P_R: float) -> np.ndarray:
@@ -183,35 +261,78 @@ def usable_points(n_events, P_R, min_events: int, max_P_R: float) -> np.ndarray:
         return (np.asarray(n_events) >= min_events) & (np.asarray(P_R, dtype=np.float64) <= max_P_R)
 
 
-def fit_bins(temperature_K, ln_p, ln_p_err, usable) -> dict:
-    """Arrhenius fit ln P_R = Sigma - DeltaE / T in every softness bin.
+def fit_bins(temperature_K, ln_p, ln_p_err, usable, *, min_temperatures: int = 4,
+             curvature_p_value: float = 0.01) -> dict:
+    """Arrhenius fit ln P_R = Sigma - DeltaE / T in every softness bin, with its quality.
+
+    A bin is fitted only when it is usable at ``min_temperatures`` or more temperatures (two
+    points always lie on a line). Each fitted bin is also fitted with a 1/T^2 term,
+    ln P_R = Sigma - DeltaE / T + c / T^2 (:func:`curvature_test`), and flagged ``curved`` when
+    c is significant at ``curvature_p_value`` after Holm's correction over the fitted bins
+    (Holm, Scand. J. Stat. 6, 65 (1979)): the level is the chance that any straight bin of the
+    species is flagged, not each one (with 8 bins at 0.01 each, 8 % of straight species would
+    show a curved bin).
 
     Args:
       temperature_K: [T]; ln_p, ln_p_err, usable: [T, B].
+      min_temperatures: usable temperatures a bin needs to be fitted.
+      curvature_p_value: significance level of the curvature tests, family-wise over the bins.
 
     Returns:
       dict of [B] arrays ``Sigma``, ``DeltaE_K``, their errors, ``cov`` [B, 2, 2] of
-      (Sigma, DeltaE_K), ``n_temperatures`` and ``chi2_dof``; NaN where a bin is usable at
-      fewer than two temperatures.
+      (Sigma, DeltaE_K), ``n_temperatures`` (usable ones), ``fitted``, ``chi2_dof``,
+      ``chi2_p_value`` (of the line, with the errors as given), ``curvature_c_K2`` (c, in K^2)
+      and its ``_err``, ``curvature_p_value`` (each bin's own), ``curvature_p_value_holm``
+      (adjusted), ``curved`` and ``in_lines`` (fitted and not curved: the bins :func:`fit_lines`
+      uses). NaN where not fitted.
     """
     inv_t = 1.0 / np.asarray(temperature_K, dtype=np.float64)
     ln_p, ln_p_err, usable = np.asarray(ln_p), np.asarray(ln_p_err), np.asarray(usable, bool)
     n_bins = ln_p.shape[1]
     out = {"Sigma": np.full(n_bins, np.nan), "DeltaE_K": np.full(n_bins, np.nan),
-           "cov": np.full((n_bins, 2, 2), np.nan), "n_temperatures": usable.sum(axis=0),
-           "chi2_dof": np.full(n_bins, np.nan)}
+           "cov": np.full((n_bins, 2, 2), np.nan), "n_temperatures": np.zeros(n_bins, np.int64),
+           "fitted": np.zeros(n_bins, bool), "chi2_dof": np.full(n_bins, np.nan),
+           "chi2_p_value": np.full(n_bins, np.nan), "curvature_c_K2": np.full(n_bins, np.nan),
+           "curvature_c_K2_err": np.full(n_bins, np.nan), "curvature_p_value": np.full(n_bins, np.nan),
+           "curved": np.zeros(n_bins, bool)}
     for b in range(n_bins):
-        use = usable[:, b] & np.isfinite(ln_p[:, b]) & (ln_p_err[:, b] > 0)
-        out["n_temperatures"][b] = int(use.sum())
-        if use.sum() < 2:
+        with np.errstate(invalid="ignore"):
+            use = usable[:, b] & np.isfinite(ln_p[:, b]) & (ln_p_err[:, b] > 0)
+        n = int(use.sum())
+        out["n_temperatures"][b] = n
+        if n < max(min_temperatures, 2):
             continue
-        A = np.stack([np.ones(use.sum()), -inv_t[use]], axis=1)
+        A = np.stack([np.ones(n), -inv_t[use]], axis=1)
         fit = weighted_lstsq(A, ln_p[use, b], ln_p_err[use, b])
+        out["fitted"][b] = True
         out["Sigma"][b], out["DeltaE_K"][b] = fit.params
         out["cov"][b] = fit.cov
         out["chi2_dof"][b] = fit.chi2_dof
+        if fit.dof > 0:
+            out["chi2_p_value"][b] = stats.chi2.sf(fit.chi2, fit.dof)
+        curv = curvature_test(inv_t[use], ln_p[use, b], ln_p_err[use, b], p_value=curvature_p_value)
+        out["curvature_c_K2"][b], out["curvature_c_K2_err"][b] = curv["c"], curv["c_err"]
+        out["curvature_p_value"][b] = curv["p_value"]
+    out["curvature_p_value_holm"] = holm_adjusted(out["curvature_p_value"])
+    out["curved"] = out["curvature_p_value_holm"] < curvature_p_value
     out["Sigma_err"] = np.sqrt(out["cov"][:, 0, 0])
     out["DeltaE_K_err"] = np.sqrt(out["cov"][:, 1, 1])
+    out["in_lines"] = out["fitted"] & ~out["curved"]
+    return out
+
+
+def holm_adjusted(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count as a test).
+
+    Rejecting where the adjusted p is below alpha keeps the chance of any false rejection among
+    the tests at most alpha (Holm, Scand. J. Stat. 6, 65 (1979)).
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested])]
+    m = order.size
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
     return out
 
 
@@ -220,13 +341,14 @@ def fit_lines(s_bins, bins: dict) -> Fit:
 
     Args:
       s_bins: [B] softness of each bin.
-      bins: output of :func:`fit_bins`.
+      bins: output of :func:`fit_bins`; only its ``in_lines`` bins (fitted, not curved) enter.
 
     Returns:
-      :class:`Fit` of (e0_K, e1_K, Sigma0, Sigma1); NaN when fewer than two bins are fitted.
+      :class:`Fit` of (e0_K, e1_K, Sigma0, Sigma1); NaN when fewer than two bins enter.
     """
     s_bins = np.asarray(s_bins, dtype=np.float64)
-    ok = np.flatnonzero(np.isfinite(bins["Sigma"]) & np.all(np.isfinite(bins["cov"]), axis=(1, 2))
+    passing = np.asarray(bins.get("in_lines", np.ones(s_bins.size, bool)), bool)
+    ok = np.flatnonzero(passing & np.isfinite(bins["Sigma"]) & np.all(np.isfinite(bins["cov"]), axis=(1, 2))
                         & np.isfinite(s_bins))
     if ok.size < 2:
         return Fit.nan(4)
@@ -243,18 +365,23 @@ def crossing_temperature(lines: Fit) -> tuple[float, float]:
     return float(t0), float(np.sqrt(grad @ lines.cov @ grad))
 
 
-def fit_mean_softness(temperature_K, mean, err) -> dict:
-    """Weighted fit <S>(T) = a + b T.
+def fit_mean_softness(temperature_K, mean, err, *, curvature_p_value: float = 0.01) -> dict:
+    """Weighted fit <S>(T) = a + b T, and whether a T^2 term improves it significantly.
 
     Returns:
-      dict with the :class:`Fit` (``fit``: params (a, b)), ``chi2_dof`` and the weighted ``R2``.
+      dict with the :class:`Fit` (``fit``: params (a, b)), ``chi2_dof``, the weighted ``R2``,
+      ``n`` (temperatures with a mean), and the :func:`curvature_test` of <S> = a + b T + c T^2
+      as ``curvature_c_per_K2``, ``curvature_c_per_K2_err``, ``curvature_p_value``, ``curved``.
     """
     t = np.asarray(temperature_K, dtype=np.float64)
     mean, err = np.asarray(mean, dtype=np.float64), np.asarray(err, dtype=np.float64)
     ok = np.isfinite(mean)
     t, mean, err = t[ok], mean[ok], err[ok]
+    out = {"fit": Fit.nan(2), "chi2_dof": np.nan, "R2": np.nan, "n": int(t.size),
+           "curvature_c_per_K2": np.nan, "curvature_c_per_K2_err": np.nan, "curvature_p_value": np.nan,
+           "curved": False}
     if t.size < 2:
-        return {"fit": Fit.nan(2), "chi2_dof": np.nan, "R2": np.nan}
+        return out
     weighted = bool(np.all(np.isfinite(err) & (err > 0)))
     if not weighted:
         log.warning("<S>(T) has no usable error at some temperature; fitting it unweighted (chi2/dof NaN).")
@@ -264,23 +391,49 @@ def fit_mean_softness(temperature_K, mean, err) -> dict:
     ybar = np.sum(w * mean) / np.sum(w)
     ss_tot = np.sum(w * (mean - ybar) ** 2)
     r2 = 1.0 - fit.chi2 / ss_tot if ss_tot > 0 else np.nan
-    return {"fit": fit, "chi2_dof": fit.chi2_dof if weighted else np.nan, "R2": float(r2)}
+    curv = curvature_test(t, mean, err if weighted else None, p_value=curvature_p_value)
+    out.update(fit=fit, chi2_dof=fit.chi2_dof if weighted else np.nan, R2=float(r2),
+               curvature_c_per_K2=curv["c"], curvature_c_per_K2_err=curv["c_err"],
+               curvature_p_value=curv["p_value"], curved=curv["curved"])
+    return out
 
 
-def predicted_barrier(temperature_K, lines: Fit, mean_fit: Fit):
+def _predicted_barrier_jacobians(t, lines: Fit, mean_fit: Fit):
+    """d E_app / d(e0, e1, Sigma0, Sigma1) [..., 4] and d E_app / d(a, b) [..., 2] at temperatures t."""
+    _, e1, _, s1 = lines.params
+    a, b = mean_fit.params
+    one = np.ones_like(t)
+    g_lines = np.stack([one, -a * one, np.zeros_like(t), -b * t**2], axis=-1)
+    g_mean = np.stack([-e1 * one, -s1 * t**2], axis=-1)
+    return g_lines, g_mean
+
+
+def predicted_barrier(temperature_K, lines: Fit, mean_fit: Fit, *, full_cov: bool = False):
     """E_app(T) = (e0 - e1 a) - Sigma1 b T^2 in K, with its propagated error.
 
     The two fits are independent (P_R counts vs mean softness), so their covariances add.
+
+    Args:
+      temperature_K: scalar or [T].
+      lines, mean_fit: the fits of :func:`fit_lines` and of <S>(T) (params a, b).
+      full_cov: also return the [T, T] covariance of E_app between the temperatures (the same
+        parameters make the predictions at different T correlated).
+
+    Returns:
+      E_app and its error (and the covariance when ``full_cov``).
     """
     t = np.asarray(temperature_K, dtype=np.float64)
     e0, e1, _, s1 = lines.params
     a, b = mean_fit.params
     e = e0 - e1 * a - s1 * b * t**2
-    g_lines = np.stack([np.ones_like(t), -a * np.ones_like(t), np.zeros_like(t), -b * t**2], axis=-1)
-    g_mean = np.stack([-e1 * np.ones_like(t), -s1 * t**2], axis=-1)
+    g_lines, g_mean = _predicted_barrier_jacobians(t, lines, mean_fit)
     var = (np.einsum("...i,ij,...j->...", g_lines, lines.cov, g_lines)
            + np.einsum("...i,ij,...j->...", g_mean, mean_fit.cov, g_mean))
-    return e, np.sqrt(var)
+    if not full_cov:
+        return e, np.sqrt(var)
+    g_lines, g_mean = np.atleast_2d(g_lines), np.atleast_2d(g_mean)
+    cov = g_lines @ lines.cov @ g_lines.T + g_mean @ mean_fit.cov @ g_mean.T
+    return e, np.sqrt(var), cov
 
 
 def secant_barrier(temperature_K, ln_y, ln_y_err=None, *, sign: float = -1.0):
@@ -307,133 +460,270 @@ def secant_barrier(temperature_K, ln_y, ln_y_err=None, *, sign: float = -1.0):
     return np.sqrt(t[1:] * t[:-1]), e, err
 
 
-# ---------------------------------------------------------------------------- tau_alpha(T)
+def secant_covariance(temperature_K, ln_y_err) -> np.ndarray:
+    """[T-1, T-1] covariance of the secants of :func:`secant_barrier` for independent ln y errors.
 
-def fit_arrhenius_tau(temperature_K, tau_fs) -> dict:
-    """ln tau = ln tau0 + E_A / T, unweighted in ln tau. Returns ``E_A_K``, ``ln_tau0`` (fs), errors."""
-    t = np.asarray(temperature_K, dtype=np.float64)
-    fit = weighted_lstsq(np.stack([np.ones_like(t), 1.0 / t], axis=1), np.log(tau_fs))
-    return {"ln_tau0": fit.params[0], "ln_tau0_err": fit.err[0], "E_A_K": fit.params[1],
-            "E_A_K_err": fit.err[1], "cov": fit.cov, "n": t.size}
-
-
-def fit_vft(temperature_K, tau_fs) -> dict:
-    """ln tau = ln tau0 + B / (T - T_VFT), unweighted in ln tau, with 0 <= T_VFT < min(T).
-
-    T_VFT is found on a fine grid (the other two parameters are linear at fixed T_VFT) and then
-    refined; the covariance comes from the Jacobian at the optimum and the residual scatter.
-
-    Returns:
-      dict with ``ln_tau0``, ``B_K``, ``T_VFT_K``, their errors, ``cov`` (order ln_tau0, B_K,
-      T_VFT_K) and ``at_bound`` (T_VFT at 0: the data are not super-Arrhenius).
+    Neighbouring secants share a temperature, so they are anti-correlated.
     """
-    from scipy.optimize import minimize_scalar
-
-    t = np.asarray(temperature_K, dtype=np.float64)
-    y = np.log(np.asarray(tau_fs, dtype=np.float64))
-    t_hi = float(t.min()) * (1.0 - 1e-6)
-
-    def ssr(t_vft):
-        A = np.stack([np.ones_like(t), 1.0 / (t - t_vft)], axis=1)
-        p, *_ = np.linalg.lstsq(A, y, rcond=None)
-        r = y - A @ p
-        return float(r @ r), p
-
-    grid = np.linspace(0.0, t_hi, 400)
-    values = np.array([ssr(g)[0] for g in grid])
-    k = int(np.argmin(values))
-    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
-    t_vft = float(minimize_scalar(lambda g: ssr(g)[0], bounds=(lo, hi), method="bounded",
-                                  options={"xatol": 1e-9 * t_hi}).x) if hi > lo else float(grid[k])
-    chi2, (ln_tau0, b) = ssr(t_vft)
-    jac = np.stack([np.ones_like(t), 1.0 / (t - t_vft), b / (t - t_vft) ** 2], axis=1)
-    dof = t.size - 3
-    if dof > 0:
-        cov = np.linalg.pinv(jac.T @ jac) * chi2 / dof
-    else:
-        cov = np.full((3, 3), np.nan)
-    err = np.sqrt(np.diag(cov))
-    return {"ln_tau0": ln_tau0, "B_K": b, "T_VFT_K": t_vft, "ln_tau0_err": err[0], "B_K_err": err[1],
-            "T_VFT_K_err": err[2], "cov": cov, "n": t.size, "at_bound": bool(t_vft < 1e-3 * t_hi)}
+    dx = np.diff(1.0 / np.asarray(temperature_K, dtype=np.float64))
+    var = np.asarray(ln_y_err, dtype=np.float64) ** 2
+    # Written out rather than D diag(var) D^T, so that a missing error (NaN) spoils only the
+    # secants that use it.
+    cov = np.diag((var[1:] + var[:-1]) / dx**2)
+    shared = -var[1:-1] / (dx[1:] * dx[:-1])
+    return cov + np.diag(shared, 1) + np.diag(shared, -1)
 
 
-def crossover_temperature(arr: dict, vft: dict) -> tuple[float, float]:
-    """T_x = T_VFT / (1 - sqrt(B / E_A)) where the VFT apparent barrier reaches E_A; NaN if none."""
-    e_a, b, t_vft = arr["E_A_K"], vft["B_K"], vft["T_VFT_K"]
-    if not (np.isfinite(e_a) and np.isfinite(b) and e_a > b > 0) or vft.get("at_bound"):
-        return np.nan, np.nan
-
-    def tx(p):
-        return p[2] / (1.0 - np.sqrt(p[1] / p[0]))
-
-    p = np.array([e_a, b, t_vft])
-    cov = np.zeros((3, 3))
-    cov[0, 0] = arr["E_A_K_err"] ** 2
-    cov[1:, 1:] = vft["cov"][1:, 1:]
-    grad = np.zeros(3)
-    for i in range(3):
-        h = 1e-6 * max(abs(p[i]), 1.0)
-        dp = np.zeros(3)
-        dp[i] = h
-        grad[i] = (tx(p + dp) - tx(p - dp)) / (2 * h)
-    return float(tx(p)), float(np.sqrt(grad @ cov @ grad))
+#: Significance level below which measured and predicted apparent barriers disagree (claim (d)).
+CONSISTENCY_P_VALUE = 0.01
 
 
-def tau_alpha_crossover(temperature_K, tau_fs, T_split_K=None, species: str = "") -> dict:
-    """Arrhenius (low T), VFT (high T) and the crossover temperature of tau_alpha(T).
+def barrier_consistency(T_mid_K, measured, measured_cov, predicted, predicted_cov, T_x_K) -> dict:
+    """chi^2 of measured minus predicted apparent barriers, with both covariances.
+
+    Only secants where the measured and predicted values and their variances are finite enter.
 
     Args:
-      temperature_K: [T]; tau_fs: [T] (NaN where not reached).
-      T_split_K: Arrhenius on T <= T_split, VFT on T >= T_split; None: the lower half
-        (ceil(n / 2) temperatures, at least 2) and the upper half (at least 3).
+      T_mid_K: [M] secant temperatures; measured, predicted: [M] (K); measured_cov, predicted_cov:
+        [M, M]; T_x_K: the crossover temperature that splits the secants into below and above.
+
+    Returns:
+      dict with ``chi2``, ``dof`` (secants used), ``p_value`` (chi^2(dof) survival), ``n_below``
+      and ``n_above`` (secants with T_mid below / above T_x; 0 when T_x is NaN), ``used`` [M].
+    """
+    t_mid = np.asarray(T_mid_K, dtype=np.float64)
+    d = np.asarray(measured, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)
+    cov = np.asarray(measured_cov, dtype=np.float64) + np.asarray(predicted_cov, dtype=np.float64)
+    used = np.isfinite(d) & np.isfinite(np.diag(cov)) & (np.diag(cov) > 0)
+    out = {"chi2": np.nan, "dof": int(used.sum()), "p_value": np.nan, "used": used,
+           "n_below": int(np.sum(used & (t_mid < T_x_K))), "n_above": int(np.sum(used & (t_mid > T_x_K)))}
+    if used.any():
+        c = cov[np.ix_(used, used)]
+        chi2 = float(d[used] @ np.linalg.solve(c, d[used]))
+        out.update(chi2=chi2, p_value=float(stats.chi2.sf(chi2, used.sum())))
+    return out
+
+
+# ---------------------------------------------------------------------------- tau_alpha(T)
+
+TAU_PARAMS = ("ln_tau0", "E_low_K", "E_high_K", "T_x_K")
+
+
+def kinked_arrhenius(temperature_K, ln_tau0, E_low_K, E_high_K, T_x_K):
+    """ln tau(T): Arrhenius with barrier E_low below T_x and E_high above, continuous at T_x.
+
+    ln tau = ln tau0 + E_low / T for T <= T_x, and ln tau0 + E_low / T_x + E_high (1/T - 1/T_x)
+    above: a straight line in 1/T with a kink at 1/T_x.
+    """
+    x = 1.0 / np.asarray(temperature_K, dtype=np.float64)
+    x_x = 1.0 / T_x_K
+    return ln_tau0 + E_low_K * np.maximum(x, x_x) + E_high_K * np.minimum(x - x_x, 0.0)
+
+
+def _kinked_jacobian(temperature_K, ln_tau0, E_low_K, E_high_K, T_x_K):
+    x = 1.0 / np.asarray(temperature_K, dtype=np.float64)
+    x_x = 1.0 / T_x_K
+    hot = x < x_x
+    # d/dT_x of E_low / T_x + E_high (1/T - 1/T_x) on the hot side.
+    d_tx = np.where(hot, -(E_low_K - E_high_K) / T_x_K**2, 0.0)
+    return np.stack([np.ones_like(x), np.maximum(x, x_x), np.minimum(x - x_x, 0.0), d_tx], axis=1)
+
+
+def _kink_profile(x, y, sigma, grid):
+    """chi^2 of the best kinked line in x = 1/T with its kink at each x_x of ``grid`` (all at once)."""
+    scale = x.mean()  # columns of order one keep the normal equations well conditioned
+    u, g = x / scale, grid[:, None] / scale
+    A = np.stack([np.ones((grid.size, x.size)), np.maximum(u, g), np.minimum(u - g, 0.0)], axis=-1)
+    Aw, yw = A / sigma[:, None], y / sigma
+    p = np.linalg.solve(np.einsum("gmi,gmj->gij", Aw, Aw), np.einsum("gmi,m->gi", Aw, yw)[..., None])
+    resid = yw - (Aw @ p)[..., 0]
+    return np.sum(resid**2, axis=1)
+
+
+def fit_tau_crossover(temperature_K, tau_fs, tau_err_fs=None) -> dict:
+    """Weighted nonlinear least squares of :func:`kinked_arrhenius` to ln tau_alpha(T).
+
+    The kink is searched on the interval that leaves at least two temperatures on each side
+    (T_(2) <= T_x <= T_(n-1), temperatures sorted): at fixed T_x the model is linear, so the
+    profile chi^2(T_x) is scanned and minimised, then all four parameters are refined with
+    :func:`scipy.optimize.curve_fit` for their covariance (inflated by chi^2 / dof when that
+    exceeds 1, as every fit here). Weights are 1 / (tau_err / tau)^2 when every temperature has an
+    error, else the fit is unweighted and the errors come from the scatter.
+
+    Args:
+      temperature_K, tau_fs: [T] (finite, positive, at least 5); tau_err_fs: [T] or None.
+
+    Returns:
+      dict with the ``params`` (:data:`TAU_PARAMS`), ``cov`` [4, 4], ``chi2``, ``dof``,
+      ``weighted``, ``n_below`` / ``n_above`` (temperatures with T <= T_x / T >= T_x) and
+      ``at_bound`` (T_x at the end of its interval: one side rests on two temperatures).
+    """
+    from scipy.optimize import curve_fit, minimize_scalar
+
+    t = np.asarray(temperature_K, dtype=np.float64)
+    order = np.argsort(t)
+    t, y = t[order], np.log(np.asarray(tau_fs, dtype=np.float64)[order])
+    sigma = None
+    if tau_err_fs is not None:
+        rel = np.asarray(tau_err_fs, dtype=np.float64)[order] / np.exp(y)
+        if np.all(np.isfinite(rel) & (rel > 0)):
+            sigma = rel
+    x = 1.0 / t
+    x_lo, x_hi = x[-2], x[1]  # kink between the 2nd-hottest and the 2nd-coldest temperature
+
+    def profile(x_x):
+        A = np.stack([np.ones_like(x), np.maximum(x, x_x), np.minimum(x - x_x, 0.0)], axis=1)
+        return weighted_lstsq(A, y, sigma, inflate=False)
+
+    grid = np.unique(np.r_[np.linspace(x_lo, x_hi, 801), x[(x >= x_lo) & (x <= x_hi)]])
+    chi2 = _kink_profile(x, y, np.ones_like(x) if sigma is None else sigma, grid)
+    k = int(np.argmin(chi2))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+    x_x = grid[k]
+    if hi > lo:
+        res = minimize_scalar(lambda g: profile(g).chi2, bounds=(lo, hi), method="bounded",
+                              options={"xatol": 1e-9 * x_hi})
+        if res.fun < chi2[k]:
+            x_x = float(res.x)
+    p0 = [*profile(x_x).params, 1.0 / x_x]
+    t_lo, t_hi = t[1], t[-2]
+    p0[3] = float(np.clip(p0[3], t_lo, t_hi))
+    bounds = ([-np.inf, -np.inf, -np.inf, t_lo], [np.inf, np.inf, np.inf, t_hi])
+    try:
+        params, cov = curve_fit(kinked_arrhenius, t, y, p0=p0, sigma=sigma, absolute_sigma=sigma is not None,
+                                bounds=bounds, jac=_kinked_jacobian)
+    except (RuntimeError, ValueError):
+        params = np.asarray(p0)
+        jac = _kinked_jacobian(t, *params) / (1.0 if sigma is None else sigma[:, None])
+        cov = np.linalg.pinv(jac.T @ jac)
+    w = 1.0 if sigma is None else 1.0 / sigma
+    resid = (y - kinked_arrhenius(t, *params)) * w
+    chi2_min = float(resid @ resid)
+    dof = t.size - 4
+    if sigma is not None and chi2_min > dof:
+        cov = cov * (chi2_min / dof)  # Birge ratio; curve_fit already scales the unweighted case
+    tx = params[3]
+    span = t_hi - t_lo
+    return {"params": np.asarray(params, dtype=np.float64), "cov": np.asarray(cov, dtype=np.float64),
+            "chi2": chi2_min, "dof": dof, "weighted": sigma is not None,
+            "n_below": int(np.sum(t <= tx)), "n_above": int(np.sum(t >= tx)),
+            "at_bound": bool(min(tx - t_lo, t_hi - tx) <= 1e-6 * span)}
+
+
+def tau_alpha_crossover(temperature_K, tau_fs, tau_err_fs=None, species: str = "") -> dict:
+    """The crossover temperature T_x of tau_alpha(T), with its error, by :func:`fit_tau_crossover`.
+
+    E_low > E_high is the strong-to-fragile crossover on heating (Arrhenius at low T, a smaller
+    apparent barrier at high T); the opposite is reported in a warning.
+
+    Args:
+      temperature_K: [T]; tau_fs: [T] (NaN where not reached); tau_err_fs: [T] or None.
       species: named in warnings.
 
     Returns:
-      dict with ``arrhenius`` and ``vft`` (see :func:`fit_arrhenius_tau`, :func:`fit_vft`;
-      NaN where too few points), ``T_x_K`` and ``T_x_K_err``.
+      dict with the parameters of :data:`TAU_PARAMS` and their ``_err``, ``cov`` [4, 4],
+      ``chi2_dof``, ``dof``, ``n``, ``n_below``, ``n_above``, ``weighted``, ``at_bound``,
+      ``E_low_minus_E_high_K`` (+ ``_err``), ``strong_to_fragile`` and ``T_range_K``; NaN (and
+      a warning saying how many temperatures each side has) when the data cannot fix a kink.
     """
     t = np.asarray(temperature_K, dtype=np.float64)
     tau = np.asarray(tau_fs, dtype=np.float64)
+    err = None if tau_err_fs is None else np.asarray(tau_err_fs, dtype=np.float64)
     ok = np.isfinite(tau) & (tau > 0)
-    t, tau = t[ok], tau[ok]
-    order = np.argsort(t)
-    t, tau = t[order], tau[order]
-    n = t.size
-    if T_split_K is None:
-        low = np.arange(n) < max(2, int(np.ceil(n / 2)))
-        high = np.arange(n) >= n - max(3, n // 2 + 1)
-    else:
-        low, high = t <= T_split_K, t >= T_split_K
-    nan_arr = {"ln_tau0": np.nan, "ln_tau0_err": np.nan, "E_A_K": np.nan, "E_A_K_err": np.nan,
-               "cov": np.full((2, 2), np.nan), "n": int(low.sum())}
-    nan_vft = {"ln_tau0": np.nan, "B_K": np.nan, "T_VFT_K": np.nan, "ln_tau0_err": np.nan, "B_K_err": np.nan,
-               "T_VFT_K_err": np.nan, "cov": np.full((3, 3), np.nan), "n": int(high.sum()), "at_bound": False}
-    if low.sum() >= 2:
-        arr = fit_arrhenius_tau(t[low], tau[low])
-    else:
-        arr = nan_arr
-        log.warning("%s: tau_alpha is known at %d low temperature(s); at least 2 are needed for the "
-                    "Arrhenius fit (NaN).", species, int(low.sum()))
-    if high.sum() >= 3:
-        vft = fit_vft(t[high], tau[high])
-    else:
-        vft = nan_vft
-        log.warning("%s: tau_alpha is known at %d high temperature(s); at least 3 are needed for the VFT "
-                    "fit (NaN).", species, int(high.sum()))
-    for name, res, k in (("Arrhenius", arr, 2), ("VFT", vft, 3)):
-        if res["n"] == k:
-            log.warning("%s: the %s fit of tau_alpha has no degree of freedom; its uncertainties are NaN.",
-                        species, name)
-    tx, tx_err = crossover_temperature(arr, vft)
-    if vft.get("at_bound"):
-        log.warning("%s: no crossover temperature: tau_alpha is not super-Arrhenius at T >= %.4g K (the VFT "
-                    "fit puts T_VFT at 0).", species, t[high].min())
-    elif np.isfinite(arr["E_A_K"]) and np.isfinite(vft["B_K"]) and not np.isfinite(tx):
-        log.warning("%s: no crossover temperature: the VFT fit (B = %.4g K, T_VFT = %.4g K) never reaches "
-                    "the Arrhenius barrier E_A = %.4g K.", species, vft["B_K"], vft["T_VFT_K"], arr["E_A_K"])
-    arr["T_range_K"] = (t[low].min(), t[low].max()) if low.any() else (np.nan, np.nan)
-    vft["T_range_K"] = (t[high].min(), t[high].max()) if high.any() else (np.nan, np.nan)
-    return {"arrhenius": arr, "vft": vft, "T_x_K": tx, "T_x_K_err": tx_err}
+    n = int(ok.sum())
+    out = {key: np.nan for key in TAU_PARAMS}
+    out.update({f"{key}_err": np.nan for key in TAU_PARAMS})
+    out.update(cov=np.full((4, 4), np.nan), chi2_dof=np.nan, dof=max(n - 4, 0), n=n, n_below=0, n_above=0,
+               weighted=False, at_bound=False, E_low_minus_E_high_K=np.nan, E_low_minus_E_high_K_err=np.nan,
+               strong_to_fragile=False, kink="",
+               T_range_K=(float(t[ok].min()), float(t[ok].max())) if n else (np.nan, np.nan))
+    if n < 5:
+        # The best any kink can do with n points: half of them on each side.
+        below, above = (n + 1) // 2, n - (n + 1) // 2 + (n % 2)
+        log.warning("%s: tau_alpha is known at %d temperature(s); a crossover fit (4 parameters, a kink "
+                    "with at least 2 temperatures on each side and one degree of freedom) needs 5; at most "
+                    "%d below and %d above T_x are possible, so E_low, E_high and T_x are NaN.",
+                    species, n, below, above)
+        return out
+    if err is not None and not np.all(np.isfinite(err[ok]) & (err[ok] > 0)):
+        log.warning("%s: tau_alpha has no error at some temperature; the crossover fit is unweighted "
+                    "(errors from the scatter).", species)
+    fit = fit_tau_crossover(t[ok], tau[ok], None if err is None else err[ok])
+    perr = np.sqrt(np.diag(fit["cov"]))
+    for key, value, e in zip(TAU_PARAMS, fit["params"], perr, strict=True):
+        out[key], out[f"{key}_err"] = float(value), float(e)
+    g = np.array([0.0, 1.0, -1.0, 0.0])
+    out.update(cov=fit["cov"], chi2_dof=fit["chi2"] / fit["dof"], dof=fit["dof"], n_below=fit["n_below"],
+               n_above=fit["n_above"], weighted=fit["weighted"], at_bound=fit["at_bound"],
+               E_low_minus_E_high_K=out["E_low_K"] - out["E_high_K"],
+               E_low_minus_E_high_K_err=float(np.sqrt(g @ fit["cov"] @ g)),
+               strong_to_fragile=bool(out["E_low_K"] > out["E_high_K"]))
+    if fit["at_bound"]:
+        log.warning("%s: the tau_alpha kink T_x = %.4g K sits at the end of the range that leaves two "
+                    "temperatures on each side (%d below, %d above); the crossover may lie outside the data.",
+                    species, out["T_x_K"], fit["n_below"], fit["n_above"])
+    out["kink"] = kink_kind(out["E_low_minus_E_high_K"], out["E_low_minus_E_high_K_err"])
+    if out["kink"] == "none":
+        log.warning("%s: tau_alpha shows no significant kink (E_low - E_high = %.3g +- %.2g K): the data do "
+                    "not fix a crossover temperature, and T_x = %.4g K is not a measurement of one.", species,
+                    out["E_low_minus_E_high_K"], out["E_low_minus_E_high_K_err"], out["T_x_K"])
+    elif out["kink"] == "fragile-to-strong":
+        log.warning("%s: tau_alpha's apparent barrier is larger above T_x = %.4g K (E_high = %.4g K) than "
+                    "below (E_low = %.4g K): the data show no strong-to-fragile crossover on heating.",
+                    species, out["T_x_K"], out["E_high_K"], out["E_low_K"])
+    return out
+
+
+def kink_kind(delta_K: float, delta_err_K: float, n_sigma: float = 2.0) -> str:
+    """What the kink of tau_alpha(T) says: 'strong-to-fragile' (E_low - E_high above ``n_sigma``
+    errors), 'fragile-to-strong' (below minus that), 'none' (within it), '' (not fitted)."""
+    if not (np.isfinite(delta_K) and np.isfinite(delta_err_K)):
+        return ""
+    if delta_K > n_sigma * delta_err_K:
+        return "strong-to-fragile"
+    return "fragile-to-strong" if delta_K < -n_sigma * delta_err_K else "none"
+
+
+def flag_temperatures(tau_alpha_fs, t_R_fs, min_ratio: float, max_lag_fs=None):
+    """Temperatures with no cage jumps to count, per species.
+
+    A cage jump is a rare escape from a long-lived cage: where tau_alpha is not well above the
+    p_hop window t_R, every atom leaves its cage within a window and p_hop measures flow, not
+    jumps. Such a temperature is flagged where tau_alpha < ``min_ratio`` t_R, or where tau_alpha
+    was not reached (NaN) unless the longest lag of the dynamics, a lower bound on tau_alpha
+    there, already shows tau_alpha >= ``min_ratio`` t_R (a cold run shorter than tau_alpha has
+    cage jumps, only rare ones). An unknown t_R (NaN) flags nothing.
+
+    Args:
+      tau_alpha_fs: [2, T]; t_R_fs: [T] (the hops files' window); min_ratio: the bound on tau / t_R;
+      max_lag_fs: [T] longest lag at which F_s was measured, or None (unknown).
+
+    Returns:
+      flagged [2, T] bool, reason [2, T] str ('' where not flagged), ratio [2, T] tau_alpha / t_R.
+    """
+    tau = np.asarray(tau_alpha_fs, dtype=np.float64)
+    t_r = np.broadcast_to(np.asarray(t_R_fs, dtype=np.float64), tau.shape)
+    lag = np.asarray(np.nan if max_lag_fs is None else max_lag_fs, dtype=np.float64)
+    lag = np.broadcast_to(lag, tau.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = tau / t_r
+        slow = lag >= min_ratio * t_r  # NaN lag: False
+    known = np.isfinite(t_r)
+    not_reached = known & ~np.isfinite(tau) & ~slow
+    short = known & np.isfinite(tau) & (ratio < min_ratio)
+    reason = np.full(tau.shape, "", dtype=object)
+    for sp, k in zip(*np.nonzero(not_reached), strict=True):
+        reason[sp, k] = "tau_alpha not reached"
+    for sp, k in zip(*np.nonzero(short), strict=True):
+        reason[sp, k] = (f"tau_alpha {tau[sp, k]:.4g} fs < {min_ratio:g} t_R "
+                         f"({min_ratio * t_r[sp, k]:.4g} fs): no cage jumps to count")
+    return not_reached | short, reason.astype(str), ratio
+
+
+def _hops_t_R_fs(item: TemperatureData) -> float:
+    """The p_hop window t_R of a temperature's hops file (NaN if it does not say)."""
+    with open_input(item.hops, "hops") as fh:
+        return float(fh.attrs.get("t_R_fs", np.nan))
 
 
 # ---------------------------------------------------------------------------- counting
@@ -494,11 +784,42 @@ def blocked_standard_error(series, min_blocks: int = 8) -> float:
     return float(best)
 
 
-def event_windows(softness_frames, hops_frames):
-    """Rows [lo, hi) of the hops file that make up each softness frame's window.
+def P_R_window_frames(window_fs: float, frame_fs: float, where: str) -> int:
+    """Hops frames in the P_R window Delta: ``round(window_fs / frame_fs)``.
 
-    The window of softness frame f runs to the next softness frame (to f + k after the last,
-    k the median spacing).
+    Args:
+      window_fs: Delta, ``arrhenius.P_R_window_fs``.
+      frame_fs: time between consecutive hops frames.
+      where: the hops file, named in messages.
+
+    Raises:
+      SoftnessError: Delta is shorter than one frame interval.
+    """
+    if not window_fs >= frame_fs * (1 - 1e-9):
+        raise SoftnessError(f"config key 'arrhenius.P_R_window_fs' ({window_fs:g} fs) is shorter than the "
+                            f"frame interval of {where} ({frame_fs:g} fs); it must span at least one frame.")
+    n = int(round(window_fs / frame_fs))
+    if abs(n * frame_fs - window_fs) > 1e-6 * window_fs:
+        log.warning("arrhenius.P_R_window_fs = %g fs is not a multiple of the frame interval %g fs of %s; "
+                    "using %g fs.", window_fs, frame_fs, where, n * frame_fs)
+    return n
+
+
+def hops_frame_interval_fs(fh) -> float:
+    """Time between consecutive trajectory frames of an open hops file (from ``/time_fs``, ``/frames``)."""
+    frames, time_fs = fh["frames"][()], fh["time_fs"][()]
+    if frames.size < 2:
+        raise SoftnessError(f"hops file {fh.filename} has {frames.size} frame(s); at least two are needed.")
+    return float(np.median(np.diff(time_fs) / np.diff(frames)))
+
+
+def event_windows(softness_frames, hops_frames, window_frames: int):
+    """Rows [lo, hi) of the hops file in each softness frame's P_R window, and whether it is complete.
+
+    The window of softness frame f is the trajectory frames f, f + 1, ..., f + window_frames - 1.
+
+    Returns:
+      lo, hi: [F_s] row ranges; complete: [F_s] bool, every frame of the window is in the hops file.
     """
     sf = np.asarray(softness_frames, dtype=np.int64)
     hf = np.asarray(hops_frames, dtype=np.int64)
@@ -506,29 +827,38 @@ def event_windows(softness_frames, hops_frames):
         raise SoftnessError("softness '/frames' must be strictly increasing.")
     if hf.size > 1 and np.any(np.diff(hf) <= 0):
         raise SoftnessError("hops '/frames' must be strictly increasing.")
-    k = int(np.median(np.diff(sf))) if sf.size > 1 else 1
-    ends = np.r_[sf[1:], sf[-1] + k]
-    return np.searchsorted(hf, sf, side="left"), np.searchsorted(hf, ends, side="left"), k
+    lo = np.searchsorted(hf, sf, side="left")
+    hi = np.searchsorted(hf, sf + window_frames, side="left")
+    return lo, hi, (hi - lo) == window_frames  # frames are distinct integers: all there iff as many
 
 
-def _chunks(n_frames: int, n_atoms: int):
+def _window_chunks(lo, n_atoms: int):
+    """Ranges of softness frames whose windows span a bounded number of hops rows."""
     step = max(1, CHUNK_ELEMENTS // max(n_atoms, 1))
-    for f0 in range(0, n_frames, step):
-        yield f0, min(f0 + step, n_frames)
+    f0 = 0
+    while f0 < lo.size:
+        f1 = min(f0 + step, max(f0 + 1, int(np.searchsorted(lo, lo[f0] + step, side="left"))))
+        yield f0, f1
+        f0 = f1
 
 
-def _window_events(fh, lo, hi, f0, f1):
-    """Events and validity [f1 - f0, N] of softness frames f0..f1-1 from the hops rows they span."""
+def _window_events(fh, lo, hi, complete, f0, f1):
+    """Events in the P_R windows of softness frames f0..f1-1.
+
+    Returns:
+      any [f1 - f0, N] bool (at least one event in the window), count [f1 - f0, N] (events in
+      the window), valid [f1 - f0, N] (complete window, every event located).
+    """
     r0, r1 = int(lo[f0]), int(max(hi[f0:f1].max(), lo[f0]))
-    n_atoms = fh["labels"].shape[1]
-    lab = fh["labels"][r0:r1] if r1 > r0 else np.zeros((0, n_atoms), np.int8)
-    ph = fh["p_hop"][r0:r1] if r1 > r0 else np.zeros((0, n_atoms), np.float32)
-    zero = np.zeros((1, n_atoms), np.int64)
-    ev = np.concatenate([zero, np.cumsum(lab == 1, axis=0)])
-    bad = np.concatenate([zero, np.cumsum(~np.isfinite(ph), axis=0)])
+    n_atoms = fh["events"].shape[1]
+    ev = fh["events"][r0:r1] if r1 > r0 else np.zeros((0, n_atoms), np.int8)
+    zero = np.zeros((1, n_atoms), np.int32)
+    n_ev = np.concatenate([zero, np.cumsum(ev == 1, axis=0, dtype=np.int32)])
+    unseen = np.concatenate([zero, np.cumsum(ev < 0, axis=0, dtype=np.int32)])
     a, b = lo[f0:f1] - r0, hi[f0:f1] - r0
-    valid = ((b > a)[:, None]) & ((bad[b] - bad[a]) == 0)
-    return (ev[b] - ev[a]) > 0, valid
+    count = n_ev[b] - n_ev[a]
+    valid = complete[f0:f1, None] & ((unseen[b] - unseen[a]) == 0)
+    return count > 0, count, valid
 
 
 @dataclass
@@ -547,25 +877,28 @@ def _open_triplet(item: TemperatureData):
     fs = open_input(item.softness, "softness")
     fh = open_input(item.hops, "hops")
     require(fs, "softness", "frames", "species", what="softness")
-    require(fh, "labels", "p_hop", "frames", "species", what="hops")
+    require(fh, "events", "frames", "time_fs", "species", what="hops")
     if not np.array_equal(fs["species"][()], fh["species"][()]):
         raise SoftnessError(f"softness file {item.softness} and hops file {item.hops} describe different "
                             "atoms ('/species' differ).")
     return fs, fh
 
 
-def _event_softness(item: TemperatureData, rng, cap: int = 2_000_000):
-    """Softness of every rearranging (frame, atom) per species (subsampled beyond ``cap``), and S range."""
+def _event_softness(item: TemperatureData, rng, window_frames: int, cap: int = 2_000_000):
+    """Softness of every rearranging (frame, atom) per species (subsampled beyond ``cap``), and S range.
+
+    ``window_frames`` is Delta in frames (:func:`P_R_window_frames`).
+    """
     fs, fh = _open_triplet(item)
     with fs, fh:
         species = fs["species"][()]
-        lo, hi, _ = event_windows(fs["frames"][()], fh["frames"][()])
+        lo, hi, complete = event_windows(fs["frames"][()], fh["frames"][()], window_frames)
         s_ds = fs["softness"]
         out = [[], []]
         s_min, s_max = np.full(2, np.inf), np.full(2, -np.inf)
-        for f0, f1 in _chunks(*s_ds.shape):
+        for f0, f1 in _window_chunks(lo, s_ds.shape[1]):
             s = s_ds[f0:f1]
-            event, valid = _window_events(fh, lo, hi, f0, f1)
+            event, _, valid = _window_events(fh, lo, hi, complete, f0, f1)
             for sp in range(2):
                 mine = species == sp
                 if not mine.any():
@@ -593,18 +926,25 @@ def softness_bin_edges(event_softness, n_bins: int) -> np.ndarray:
     return edges
 
 
-def count_temperature(item: TemperatureData, edges, hist_edges) -> dict:
+def count_temperature(item: TemperatureData, edges, hist_edges, window_frames: int) -> dict:
     """Per-frame counts of one temperature, per species.
 
+    Args:
+      item: the temperature's files.
+      edges: [2, B + 1] softness bin edges; hist_edges: [2, N_HIST + 1].
+      window_frames: Delta in frames (:func:`P_R_window_frames`).
+
     Returns:
-      dict of per-species lists: ``events`` / ``totals`` [F, B] (binned (frame, atom) counts),
-      ``s_sum`` [B] (sum of S of binned atoms), ``all_events`` / ``all_totals`` [F] (every atom),
-      ``mean_S`` [F] per-frame mean softness, ``hist`` [N_HIST] softness histogram counts.
+      dict of per-species lists: ``events`` / ``totals`` [F, B] (binned (frame, atom) counts:
+      rearranging within Delta / counted), ``s_sum`` [B] (sum of S of binned atoms),
+      ``all_events`` / ``all_totals`` [F] (every atom), ``all_counts`` [F] (events of every
+      counted atom inside its window, several per window possible), ``mean_S`` [F] per-frame
+      mean softness, ``hist`` [N_HIST] softness histogram counts.
     """
     fs, fh = _open_triplet(item)
     with fs, fh:
         species = fs["species"][()]
-        lo, hi, _ = event_windows(fs["frames"][()], fh["frames"][()])
+        lo, hi, complete = event_windows(fs["frames"][()], fh["frames"][()], window_frames)
         s_ds = fs["softness"]
         n_frames = s_ds.shape[0]
         n_bins = edges.shape[1] - 1
@@ -613,11 +953,12 @@ def count_temperature(item: TemperatureData, edges, hist_edges) -> dict:
                "s_sum": [np.zeros(n_bins) for _ in range(2)],
                "all_events": [np.zeros(n_frames) for _ in range(2)],
                "all_totals": [np.zeros(n_frames) for _ in range(2)],
+               "all_counts": [np.zeros(n_frames) for _ in range(2)],
                "mean_S": [np.full(n_frames, np.nan) for _ in range(2)],
                "hist": [np.zeros(N_HIST) for _ in range(2)]}
-        for f0, f1 in _chunks(*s_ds.shape):
+        for f0, f1 in _window_chunks(lo, s_ds.shape[1]):
             s = s_ds[f0:f1].astype(np.float64)
-            event, valid = _window_events(fh, lo, hi, f0, f1)
+            event, count, valid = _window_events(fh, lo, hi, complete, f0, f1)
             nf = f1 - f0
             for sp in range(2):
                 mine = species == sp
@@ -628,6 +969,7 @@ def count_temperature(item: TemperatureData, edges, hist_edges) -> dict:
                 res["hist"][sp] += np.histogram(ss, bins=hist_edges[sp])[0]
                 res["all_events"][sp][f0:f1] = (ev & va).sum(axis=1)
                 res["all_totals"][sp][f0:f1] = va.sum(axis=1)
+                res["all_counts"][sp][f0:f1] = np.where(va, count[:, mine], 0).sum(axis=1)
                 e = edges[sp]
                 if not np.all(np.isfinite(e)):
                     continue
@@ -643,10 +985,15 @@ def count_temperature(item: TemperatureData, edges, hist_edges) -> dict:
 
 
 def _read_dynamics(item: TemperatureData) -> dict:
+    """tau_alpha, its block error (NaN where the file has none: the fits are then unweighted), D."""
     with open_input(item.dynamics, "dynamics") as f:
         require(f, "tau_alpha_fs", "D_A2_per_fs", "D_err_A2_per_fs", what="dynamics")
         out = {"tau": f["tau_alpha_fs"][()].astype(np.float64), "D": f["D_A2_per_fs"][()].astype(np.float64),
                "D_err": f["D_err_A2_per_fs"][()].astype(np.float64)}
+        out["tau_err"] = (f["tau_alpha_err_fs"][()].astype(np.float64) if "tau_alpha_err_fs" in f
+                          else np.full(out["tau"].shape, np.nan))
+        lags = f["lag_time_fs"][()] if "lag_time_fs" in f else np.zeros(0)
+        out["max_lag"] = float(np.max(lags)) if lags.size else np.nan  # a lower bound where not reached
         if "tau_alpha_reached" in f:
             out["tau"] = np.where(f["tau_alpha_reached"][()], out["tau"], np.nan)
         if "diffusive" in f:
@@ -700,15 +1047,20 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
     n_t, n_bins = temps.size, acfg["n_bins"]
     seed = int(cfg["seed"])
     t_train = set()
-    for it in items:
+    window_frames, window_fs = np.zeros(n_t, np.int64), np.zeros(n_t)  # Delta per temperature
+    for k, it in enumerate(items):
         with open_input(it.softness, "softness") as fs, open_input(it.hops, "hops") as fh:
+            require(fh, "frames", "time_fs", what="hops")
             t_train.add(float(fs.attrs.get("T_train_K", np.nan)))
+            hops_dt = hops_frame_interval_fs(fh)
+            window_frames[k] = P_R_window_frames(acfg["P_R_window_fs"], hops_dt, f"hops file {it.hops}")
+            window_fs[k] = window_frames[k] * hops_dt
             t_fs = fs["time_fs"][()] if "time_fs" in fs else None
             it.frame_interval_fs = (float(np.median(np.diff(t_fs))) if t_fs is not None and t_fs.size > 1
                                     else float(fh.attrs.get("frame_interval_fs", np.nan)))
             block_fs = acfg["bootstrap_block_fs"]
-            if block_fs is None:
-                block_fs = float(fh.attrs.get("t_R_fs", np.nan))
+            if block_fs is None:  # one jump is counted in every window that holds it
+                block_fs = max(float(fh.attrs.get("t_R_fs", np.nan)), window_fs[k])
             ratio = block_fs / it.frame_interval_fs
             it.block_frames = int(max(1, round(ratio))) if np.isfinite(ratio) else 1
 
@@ -716,7 +1068,8 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
     ev_s = [[], []]
     s_min, s_max = np.full(2, np.inf), np.full(2, -np.inf)
     for k, it in enumerate(items):
-        values, lo, hi = _event_softness(it, np.random.default_rng([seed, _SEED_SALT, 0, k]))
+        values, lo, hi = _event_softness(it, np.random.default_rng([seed, _SEED_SALT, 0, k]),
+                                         window_frames[k])
         for sp in range(2):
             ev_s[sp].append(values[sp])
         s_min, s_max = np.minimum(s_min, lo), np.maximum(s_max, hi)
@@ -734,11 +1087,12 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
          "mean_softness/mean": np.full((2, n_t), np.nan), "mean_softness/err": np.full((2, n_t), np.nan),
          "softness_histogram/edges": hist_edges, "softness_histogram/density": np.zeros((2, n_t, N_HIST)),
          "rate/P_R_mean": np.full((2, n_t), np.nan), "rate/ln_P_R_mean_err": np.full((2, n_t), np.nan),
-         "rate/rate_per_fs": np.full((2, n_t), np.nan), "frame_interval_fs": np.zeros(n_t),
-         "block_frames": np.zeros(n_t, np.int64)}
+         "rate/rate_per_fs": np.full((2, n_t), np.nan), "rate/ln_rate_err": np.full((2, n_t), np.nan),
+         "frame_interval_fs": np.zeros(n_t), "block_frames": np.zeros(n_t, np.int64),
+         "P_R_window_fs": window_fs}
     s_sum, s_cnt = np.zeros((2, n_bins)), np.zeros((2, n_bins))
     for k, it in enumerate(items):
-        c = count_temperature(it, edges, hist_edges)
+        c = count_temperature(it, edges, hist_edges, window_frames[k])
         r["frame_interval_fs"][k], r["block_frames"][k] = it.frame_interval_fs, it.block_frames
         for sp in range(2):
             rng = np.random.default_rng([seed, _SEED_SALT, 1, k, sp])
@@ -752,10 +1106,13 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
             r["usable"][sp, k] = usable_points(ev.sum(0), p, acfg["min_events"], acfg["max_P_R"])
             s_sum[sp] += c["s_sum"][sp]
             s_cnt[sp] += tot.sum(0)
-            pm, pm_err, _, _ = bootstrap_ratio(c["all_events"][sp], c["all_totals"][sp], it.block_frames,
-                                               acfg["n_bootstrap"], rng)
+            # Mean P_R and mean number of events per window (events per Delta: the mean rate, which
+            # does not saturate), from the same resamples.
+            (pm, mean_count), (pm_err, count_err), _, _ = bootstrap_ratio(
+                np.stack([c["all_events"][sp], c["all_counts"][sp]], axis=1),
+                np.repeat(c["all_totals"][sp][:, None], 2, axis=1), it.block_frames, acfg["n_bootstrap"], rng)
             r["rate/P_R_mean"][sp, k], r["rate/ln_P_R_mean_err"][sp, k] = pm, pm_err
-            r["rate/rate_per_fs"][sp, k] = pm / it.frame_interval_fs
+            r["rate/rate_per_fs"][sp, k], r["rate/ln_rate_err"][sp, k] = mean_count / window_fs[k], count_err
             m = c["mean_S"][sp][np.isfinite(c["mean_S"][sp])]
             if m.size:
                 r["mean_softness/mean"][sp, k] = m.mean()
@@ -765,53 +1122,197 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
                 r["softness_histogram/density"][sp, k] = h / (h.sum() * np.diff(hist_edges[sp]))
     with np.errstate(invalid="ignore", divide="ignore"):
         r["bins/S_mean"] = s_sum / s_cnt
-    r["rate/rate_per_fs_err"] = r["rate/rate_per_fs"] * r["rate/ln_P_R_mean_err"]
+        # The constant rate that gives P_R within Delta: P_R = 1 - exp(-rate Delta).
+        r["P_R_rate_per_fs"] = -np.log1p(-r["P_R"]) / window_fs[None, :, None]
+    r["rate/rate_per_fs_err"] = r["rate/rate_per_fs"] * r["rate/ln_rate_err"]
 
     # Fits.
     dyn = [_read_dynamics(it) for it in items]
-    tau = np.stack([d["tau"] for d in dyn], axis=1)  # [2, T]
-    diff, diff_err = np.stack([d["D"] for d in dyn], axis=1), np.stack([d["D_err"] for d in dyn], axis=1)
-    r["dynamics/tau_alpha_fs"], r["dynamics/D_A2_per_fs"], r["dynamics/D_err_A2_per_fs"] = tau, diff, diff_err
-    fits = {"bin": [], "lines": [], "mean": [], "tau": []}
-    for sp, name in enumerate(SPECIES_NAMES):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ln_p = np.log(r["P_R"][sp])
-        bins = fit_bins(temps, ln_p, r["ln_P_R_err"][sp], r["usable"][sp])
-        unfitted = np.flatnonzero(~np.isfinite(bins["Sigma"]))
-        if unfitted.size:
-            log.warning("%s: softness bin(s) %s have at least %d events and P_R <= %g at fewer than two "
-                        "temperatures; their Sigma and DeltaE are NaN and they are left out of the fits.",
-                        name, unfitted.tolist(), acfg["min_events"], acfg["max_P_R"])
-        lines = fit_lines(r["bins/S_mean"][sp], bins)
-        if not np.all(np.isfinite(lines.params)):
-            log.warning("%s: fewer than two softness bins could be fitted; e0, e1, Sigma0, Sigma1 and T0 "
-                        "are NaN.", name)
-        mean = fit_mean_softness(temps, r["mean_softness/mean"][sp], r["mean_softness/err"][sp])
-        tcross = tau_alpha_crossover(temps, tau[sp], acfg["T_split_K"], name)
-        fits["bin"].append(bins)
-        fits["lines"].append(lines)
-        fits["mean"].append(mean)
-        fits["tau"].append(tcross)
-    if not any(np.all(np.isfinite(fl.params)) for fl in fits["lines"]):
-        raise SoftnessError(
-            "no species has two softness bins with at least arrhenius.min_events "
-            f"({acfg['min_events']}) rearrangements and P_R <= arrhenius.max_P_R ({acfg['max_P_R']:g}) at "
-            "two or more temperatures; run longer, add lower temperatures, or lower "
-            "arrhenius.min_events / arrhenius.n_bins.")
-    _collect_fits(r, temps, fits)
+    for key, name in (("tau_alpha_fs", "tau"), ("tau_alpha_err_fs", "tau_err"), ("D_A2_per_fs", "D"),
+                      ("D_err_A2_per_fs", "D_err")):
+        r[f"dynamics/{key}"] = np.stack([d[name] for d in dyn], axis=1)  # [2, T]
+    r["dynamics/max_lag_fs"] = np.array([d["max_lag"] for d in dyn])
+    r["t_R_fs"] = np.array([_hops_t_R_fs(it) for it in items])
+    fit_results(r, acfg)
+
     def nan_if_none(x):
         return np.nan if x is None else x
 
     r["attrs"] = {"T_train_K": t_train.pop() if len(t_train) == 1 else np.nan,
                   "n_bins": n_bins, "min_events": acfg["min_events"], "max_P_R": acfg["max_P_R"],
+                  "min_temperatures": acfg["min_temperatures"],
+                  "curvature_p_value": acfg["curvature_p_value"],
+                  "min_tau_alpha_over_t_R": acfg["min_tau_alpha_over_t_R"],
+                  "consistency_p_value": CONSISTENCY_P_VALUE,
                   "n_bootstrap": acfg["n_bootstrap"],
                   "ci_level": CI_LEVEL, "tail_quantile": TAIL_QUANTILE,
                   "bootstrap_block_fs": nan_if_none(acfg["bootstrap_block_fs"]),
-                  "T_split_K": nan_if_none(acfg["T_split_K"]),
                   "sources_softness": json.dumps([str(it.softness) for it in items]),
                   "sources_hops": json.dumps([str(it.hops) for it in items]),
                   "sources_dynamics": json.dumps([str(it.dynamics) for it in items])}
     return r
+
+
+def fit_results(r: dict, acfg: dict) -> None:
+    """Every fit of :func:`analyse`, added to ``r``: flags, per-bin fits, lines, <S>(T), tau_alpha(T).
+
+    Args:
+      r: the counted results: ``temperature_K``, ``P_R``, ``ln_P_R_err``, ``usable``,
+        ``bins/S_mean``, ``mean_softness/{mean, err}``, ``rate/{rate_per_fs, ln_rate_err}``,
+        ``dynamics/{tau_alpha_fs, tau_alpha_err_fs, D_A2_per_fs, D_err_A2_per_fs}`` (and
+        optionally ``dynamics/max_lag_fs`` [T]) and ``t_R_fs``.
+        ``usable`` is cleared at the flagged temperatures.
+      acfg: the ``arrhenius`` config section.
+    """
+    temps = np.asarray(r["temperature_K"], dtype=np.float64)
+    tau, tau_err = r["dynamics/tau_alpha_fs"], r["dynamics/tau_alpha_err_fs"]
+    # Temperatures with no cage jumps to count are shown but never fitted.
+    t_R = np.asarray(r["t_R_fs"], dtype=np.float64)
+    if not np.all(np.isfinite(t_R)):
+        log.warning("hops files at %s K give no t_R_fs attribute; their temperatures cannot be checked for "
+                    "tau_alpha >= arrhenius.min_tau_alpha_over_t_R x t_R.", temps[~np.isfinite(t_R)].tolist())
+    flagged, reason, ratio = flag_temperatures(tau, t_R, acfg["min_tau_alpha_over_t_R"],
+                                               r.get("dynamics/max_lag_fs"))
+    r["tau_alpha_over_t_R"] = ratio
+    r["flagged_temperature"], r["flagged_temperature_reason"] = flagged, reason
+    r["usable"] = r["usable"] & ~flagged[:, :, None]
+    fits = {"bin": [], "lines": [], "mean": [], "tau": []}
+    for sp, name in enumerate(SPECIES_NAMES):
+        if flagged[sp].any():
+            listed = zip(temps[flagged[sp]], reason[sp, flagged[sp]], strict=True)
+            log.warning("%s: %s; left out of the per-bin fits (arrhenius.min_tau_alpha_over_t_R = %g).", name,
+                        "; ".join(f"{t:g} K: {why}" for t, why in listed), acfg["min_tau_alpha_over_t_R"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ln_p = np.log(r["P_R"][sp])
+        bins = fit_bins(temps, ln_p, r["ln_P_R_err"][sp], r["usable"][sp],
+                        min_temperatures=acfg["min_temperatures"],
+                        curvature_p_value=acfg["curvature_p_value"])
+        bins["populated"] = r["usable"][sp].any(axis=0)
+        short = np.flatnonzero(bins["populated"] & ~bins["fitted"])
+        if short.size:
+            log.warning("%s: softness bin(s) %s are usable (>= %d events, P_R <= %g, temperature not "
+                        "flagged) at only %s temperature(s), fewer than arrhenius.min_temperatures = %d; "
+                        "they are not fitted.",
+                        name, short.tolist(), acfg["min_events"], acfg["max_P_R"],
+                        bins["n_temperatures"][short].tolist(), acfg["min_temperatures"])
+        curved = np.flatnonzero(bins["curved"])
+        if curved.size:
+            log.warning("%s: ln P_R is curved in 1/T in softness bin(s) %s (Holm-adjusted curvature p = %s "
+                        "< %g); they are left out of the fits of DeltaE(S) and Sigma(S).", name,
+                        curved.tolist(),
+                        ", ".join(f"{p:.2g}" for p in bins["curvature_p_value_holm"][curved]),
+                        acfg["curvature_p_value"])
+        lines = fit_lines(r["bins/S_mean"][sp], bins)
+        if not np.all(np.isfinite(lines.params)):
+            log.warning("%s: fewer than two softness bins are fitted and straight; e0, e1, Sigma0, Sigma1 "
+                        "and T0 are NaN.", name)
+        mean = fit_mean_softness(temps, r["mean_softness/mean"][sp], r["mean_softness/err"][sp],
+                                 curvature_p_value=acfg["curvature_p_value"])
+        tcross = tau_alpha_crossover(temps, tau[sp], tau_err[sp], name)
+        fits["bin"].append(bins)
+        fits["lines"].append(lines)
+        fits["mean"].append(mean)
+        fits["tau"].append(tcross)
+    if not any(np.all(np.isfinite(fl.params)) for fl in fits["lines"]):
+        log.warning(
+            "no species has two softness bins with at least arrhenius.min_events (%d) rearrangements and "
+            "P_R <= arrhenius.max_P_R (%g) at arrhenius.min_temperatures (%d) or more temperatures without "
+            "curvature; nothing of the softness picture can be tested: run longer, add lower temperatures, "
+            "or lower arrhenius.min_events / arrhenius.n_bins.", acfg["min_events"], acfg["max_P_R"],
+            acfg["min_temperatures"])
+    _collect_fits(r, temps, fits)
+
+
+def predicted_mean_P_R(temperature_K, density, edges, lines: Fit, *, n_samples: int = 400, seed: int = 0):
+    """The mean P_R of all atoms that the softness model predicts from the distribution of S.
+
+    P_R(T) = integral P(S; T) min(1, exp(Sigma(S) - DeltaE(S) / T)) dS, with the fitted lines
+    DeltaE(S) = e0 - e1 S and Sigma(S) = Sigma0 - Sigma1 S and the measured softness histogram
+    P(S; T) at each temperature. Its inverse times the P_R window is the mean time between
+    rearrangements of an atom, tau_S(T), the relaxation time the softness picture predicts (up to
+    a constant factor: tau_alpha is not the waiting time of one jump).
+
+    Args:
+      temperature_K: [T].
+      density: [T, H] normalised softness histograms; edges: [H + 1] their bin edges.
+      lines: :class:`Fit` of (e0_K, e1_K, Sigma0, Sigma1) with its covariance.
+      n_samples: parameter draws from the fit's covariance for the error.
+      seed: of those draws.
+
+    Returns:
+      (ln P_R [T], its standard error [T]); NaN where the lines or the histogram are missing.
+    """
+    temps = np.asarray(temperature_K, dtype=np.float64)
+    density, edges = np.asarray(density, dtype=np.float64), np.asarray(edges, dtype=np.float64)
+    nan = np.full(temps.size, np.nan)
+    if not (np.all(np.isfinite(lines.params)) and np.all(np.isfinite(edges))):
+        return nan, nan.copy()
+    s = 0.5 * (edges[1:] + edges[:-1])
+    weight = density * np.diff(edges)  # [T, H] probability of each histogram bin
+
+    def ln_mean(params):  # params [..., 4] -> [..., T]
+        e0, e1, s0, s1 = (params[..., i, None, None] for i in range(4))
+        ln_p = (s0 - s1 * s) - (e0 - e1 * s) / temps[:, None]
+        with np.errstate(over="ignore", divide="ignore"):
+            return np.log(np.sum(weight * np.minimum(1.0, np.exp(ln_p)), axis=-1))
+
+    value = ln_mean(np.asarray(lines.params))
+    err = nan.copy()
+    if np.all(np.isfinite(lines.cov)):
+        rng = np.random.default_rng(seed)
+        draws = rng.multivariate_normal(lines.params, lines.cov, size=n_samples, check_valid="ignore")
+        err = np.std(ln_mean(draws), axis=0, ddof=1)
+    return value, err
+
+
+def relaxation_closure(ln_tau_pred, ln_tau_pred_err, ln_tau, ln_tau_err) -> dict:
+    """ln tau (measured) = ln tau_S (predicted) + c: the best constant c and how well one constant
+    does over all temperatures (chi^2 with both errors, its dof and p-value).
+
+    Args: all [T]; temperatures where anything is NaN are left out.
+
+    Returns:
+      dict ``offset``, ``offset_err``, ``chi2``, ``dof``, ``p_value``, ``n``.
+    """
+    from scipy import stats
+
+    y = np.asarray(ln_tau, dtype=np.float64) - np.asarray(ln_tau_pred, dtype=np.float64)
+    var = np.asarray(ln_tau_err, dtype=np.float64) ** 2 + np.asarray(ln_tau_pred_err, dtype=np.float64) ** 2
+    ok = np.isfinite(y) & np.isfinite(var) & (var > 0)
+    out = {"offset": np.nan, "offset_err": np.nan, "chi2": np.nan, "dof": int(max(ok.sum() - 1, 0)),
+           "p_value": np.nan, "n": int(ok.sum())}
+    if ok.sum() < 1:
+        return out
+    w = 1.0 / var[ok]
+    c = float(np.sum(w * y[ok]) / np.sum(w))
+    out["offset"], out["offset_err"] = c, float(np.sqrt(1.0 / np.sum(w)))
+    if ok.sum() >= 2:
+        chi2 = float(np.sum(w * (y[ok] - c) ** 2))
+        out["chi2"], out["p_value"] = chi2, float(stats.chi2.sf(chi2, ok.sum() - 1))
+    return out
+
+
+def _relaxation_closures(r: dict, temps, lines) -> None:
+    """tau_S(T) = Delta / <P_R>_pred(T) from the softness model, against tau_alpha and 1/D."""
+    window = np.asarray(r.get("P_R_window_fs", np.full(temps.size, np.nan)), dtype=np.float64)
+    n_t = temps.size
+    pred, pred_err = np.full((2, n_t), np.nan), np.full((2, n_t), np.nan)
+    for sp in range(2):
+        if "softness_histogram/density" not in r:  # (fits driven without counts)
+            continue
+        ln_p, ln_p_err = predicted_mean_P_R(temps, r["softness_histogram/density"][sp],
+                                            r["softness_histogram/edges"][sp], lines[sp], seed=sp)
+        pred[sp], pred_err[sp] = np.log(window) - ln_p, ln_p_err
+    r["closure/tau_S_fs"], r["closure/ln_tau_S_err"] = np.exp(pred), pred_err
+    with np.errstate(divide="ignore", invalid="ignore"):
+        measured = {"tau_alpha": (np.log(r["dynamics/tau_alpha_fs"]),
+                                  r["dynamics/tau_alpha_err_fs"] / r["dynamics/tau_alpha_fs"]),
+                    "inverse_D": (-np.log(r["dynamics/D_A2_per_fs"]),
+                                  r["dynamics/D_err_A2_per_fs"] / r["dynamics/D_A2_per_fs"])}
+    for label, (ln_y, ln_y_err) in measured.items():
+        res = [relaxation_closure(pred[sp], pred_err[sp], ln_y[sp], ln_y_err[sp]) for sp in range(2)]
+        for key in res[0]:
+            r[f"closure/{label}/{key}"] = np.array([x[key] for x in res])
 
 
 def _collect_fits(r: dict, temps, fits: dict) -> None:
@@ -819,7 +1320,9 @@ def _collect_fits(r: dict, temps, fits: dict) -> None:
     n_t = temps.size
     t_mid = np.sqrt(temps[1:] * temps[:-1])
     r["crossover/T_mid_K"] = t_mid
-    for key in ("Sigma", "Sigma_err", "DeltaE_K", "DeltaE_K_err", "cov", "n_temperatures", "chi2_dof"):
+    for key in ("Sigma", "Sigma_err", "DeltaE_K", "DeltaE_K_err", "cov", "n_temperatures", "fitted",
+                "populated", "chi2_dof", "chi2_p_value", "curvature_c_K2", "curvature_c_K2_err",
+                "curvature_p_value", "curvature_p_value_holm", "curved", "in_lines"):
         r[f"bin_fit/{key}"] = np.stack([b[key] for b in fits["bin"]])
     r["bin_fit/DeltaE_eV"] = k_to_eV(r["bin_fit/DeltaE_K"])
     r["bin_fit/DeltaE_eV_err"] = k_to_eV(r["bin_fit/DeltaE_K_err"])
@@ -833,25 +1336,39 @@ def _collect_fits(r: dict, temps, fits: dict) -> None:
         r[f"lines/{key}_eV_err"] = k_to_eV(r[f"lines/{key}_K_err"])
     r["lines/cov"] = np.stack([fl.cov for fl in lines])
     r["lines/chi2_dof"] = np.array([fl.chi2_dof for fl in lines])
-    r["lines/n_bins_fitted"] = np.array([int(np.isfinite(b["Sigma"]).sum()) for b in fits["bin"]])
+    r["lines/n_bins_fitted"] = r["bin_fit/fitted"].sum(axis=1)
+    r["lines/n_bins_in_lines"] = r["bin_fit/in_lines"].sum(axis=1)
     t0 = np.array([crossing_temperature(fl) for fl in lines])
     r["lines/T0_K"], r["lines/T0_K_err"] = t0[:, 0], t0[:, 1]
+    # The temperatures the lines rest on; a T0 among them is a crossing inside the data, not the
+    # high-temperature extrapolation the softness picture means.
+    t_range = np.full((2, 2), np.nan)
+    for sp in range(2):
+        used = r["usable"][sp][:, r["bin_fit/in_lines"][sp]].any(axis=1)
+        if used.any():
+            t_range[sp] = temps[used].min(), temps[used].max()
+    r["lines/fitted_T_range_K"] = t_range
+    with np.errstate(invalid="ignore"):
+        t0_k = r["lines/T0_K"]
+        r["lines/T0_inside_fitted_range"] = (t0_k >= t_range[:, 0]) & (t0_k <= t_range[:, 1])
     mean = fits["mean"]
     r["mean_softness/a"] = np.array([m["fit"].params[0] for m in mean])
     r["mean_softness/a_err"] = np.array([m["fit"].err[0] for m in mean])
     r["mean_softness/b_per_K"] = np.array([m["fit"].params[1] for m in mean])
     r["mean_softness/b_per_K_err"] = np.array([m["fit"].err[1] for m in mean])
     r["mean_softness/cov"] = np.stack([m["fit"].cov for m in mean])
-    r["mean_softness/chi2_dof"] = np.array([m["chi2_dof"] for m in mean])
-    r["mean_softness/R2"] = np.array([m["R2"] for m in mean])
+    for key in ("chi2_dof", "R2", "n", "curvature_c_per_K2", "curvature_c_per_K2_err", "curvature_p_value",
+                "curved"):
+        r[f"mean_softness/{key}"] = np.array([m[key] for m in mean])
 
     pred, pred_err, pred_mid, pred_mid_err = (np.full((2, n_t), np.nan), np.full((2, n_t), np.nan),
                                               np.full((2, n_t - 1), np.nan), np.full((2, n_t - 1), np.nan))
+    pred_mid_cov = np.full((2, n_t - 1, n_t - 1), np.nan)
     e_inf, e_inf_err, curv, curv_err = (np.full(2, np.nan) for _ in range(4))
     for sp in range(2):
         fl, fm = lines[sp], mean[sp]["fit"]
         pred[sp], pred_err[sp] = predicted_barrier(temps, fl, fm)
-        pred_mid[sp], pred_mid_err[sp] = predicted_barrier(t_mid, fl, fm)
+        pred_mid[sp], pred_mid_err[sp], pred_mid_cov[sp] = predicted_barrier(t_mid, fl, fm, full_cov=True)
         e_inf[sp], e_inf_err[sp] = predicted_barrier(0.0, fl, fm)
         e0, e1, _, s1 = fl.params
         a, b = fm.params
@@ -862,14 +1379,14 @@ def _collect_fits(r: dict, temps, fits: dict) -> None:
     r["crossover/E_inf_K"], r["crossover/E_inf_K_err"] = e_inf, e_inf_err  # e0 - e1 a
     r["crossover/Sigma1_b_per_K"], r["crossover/Sigma1_b_per_K_err"] = curv, curv_err
 
+    ln_tau_err = r["dynamics/tau_alpha_err_fs"] / r["dynamics/tau_alpha_fs"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        _, e_rate, e_rate_err = secant_barrier(temps, np.log(r["rate/rate_per_fs"]),
-                                               r["rate/ln_P_R_mean_err"])
-        _, e_tau, _ = secant_barrier(temps, np.log(r["dynamics/tau_alpha_fs"]), sign=1.0)
+        _, e_rate, e_rate_err = secant_barrier(temps, np.log(r["rate/rate_per_fs"]), r["rate/ln_rate_err"])
+        _, e_tau, e_tau_err = secant_barrier(temps, np.log(r["dynamics/tau_alpha_fs"]), ln_tau_err, sign=1.0)
         _, e_d, e_d_err = secant_barrier(temps, np.log(r["dynamics/D_A2_per_fs"]),
                                          r["dynamics/D_err_A2_per_fs"] / r["dynamics/D_A2_per_fs"])
     r["crossover/E_app_rate_K"], r["crossover/E_app_rate_K_err"] = e_rate, e_rate_err
-    r["crossover/E_app_tau_K"] = e_tau
+    r["crossover/E_app_tau_K"], r["crossover/E_app_tau_K_err"] = e_tau, e_tau_err
     r["crossover/E_app_D_K"], r["crossover/E_app_D_K_err"] = e_d, e_d_err
     for key in ("E_app_predicted_K", "E_app_predicted_mid_K", "E_inf_K", "E_app_rate_K", "E_app_tau_K",
                 "E_app_D_K"):
@@ -878,29 +1395,66 @@ def _collect_fits(r: dict, temps, fits: dict) -> None:
             r[f"crossover/{key[:-2]}_eV_err"] = k_to_eV(r[f"crossover/{key}_err"])
 
     tau = fits["tau"]
-    for key in ("E_A_K", "E_A_K_err", "ln_tau0", "ln_tau0_err"):
-        r[f"tau_fit/arrhenius/{key}"] = np.array([t["arrhenius"][key] for t in tau])
-    r["tau_fit/arrhenius/E_A_eV"] = k_to_eV(r["tau_fit/arrhenius/E_A_K"])
-    r["tau_fit/arrhenius/E_A_eV_err"] = k_to_eV(r["tau_fit/arrhenius/E_A_K_err"])
-    r["tau_fit/arrhenius/T_range_K"] = np.array([t["arrhenius"]["T_range_K"] for t in tau])
-    for key in ("ln_tau0", "ln_tau0_err", "B_K", "B_K_err", "T_VFT_K", "T_VFT_K_err"):
-        r[f"tau_fit/vft/{key}"] = np.array([t["vft"][key] for t in tau])
-    r["tau_fit/vft/T_range_K"] = np.array([t["vft"]["T_range_K"] for t in tau])
-    r["tau_fit/vft/cov"] = np.stack([t["vft"]["cov"] for t in tau])
-    r["tau_fit/T_x_K"] = np.array([t["T_x_K"] for t in tau])
-    r["tau_fit/T_x_K_err"] = np.array([t["T_x_K_err"] for t in tau])
+    for key in (*TAU_PARAMS, "chi2_dof", "dof", "n", "n_below", "n_above", "weighted", "at_bound",
+                "E_low_minus_E_high_K", "strong_to_fragile", "kink"):
+        r[f"tau_fit/{key}"] = np.array([t[key] for t in tau])
+        if f"{key}_err" in tau[0]:
+            r[f"tau_fit/{key}_err"] = np.array([t[f"{key}_err"] for t in tau])
+    for key in ("E_low", "E_high"):
+        r[f"tau_fit/{key}_eV"] = k_to_eV(r[f"tau_fit/{key}_K"])
+        r[f"tau_fit/{key}_eV_err"] = k_to_eV(r[f"tau_fit/{key}_K_err"])
+    r["tau_fit/cov"] = np.stack([t["cov"] for t in tau])
+    r["tau_fit/T_range_K"] = np.array([t["T_range_K"] for t in tau])
+
+    # The closure: measured secants against the prediction at the same temperatures, with both
+    # covariances; the mean rate only between temperatures that are not flagged.
+    for source in ("tau", "rate"):
+        res = {k: np.full(2, np.nan) for k in ("chi2", "p_value")}
+        res.update({k: np.zeros(2, np.int64) for k in ("dof", "n_below", "n_above")})
+        used = np.zeros((2, n_t - 1), bool)
+        for sp in range(2):
+            if source == "tau":
+                measured, err_y = e_tau[sp], ln_tau_err[sp]
+            else:
+                both = ~(r["flagged_temperature"][sp][1:] | r["flagged_temperature"][sp][:-1])
+                measured, err_y = np.where(both, e_rate[sp], np.nan), r["rate/ln_rate_err"][sp]
+            with np.errstate(invalid="ignore"):
+                cov_m = secant_covariance(temps, np.where(np.isfinite(err_y), err_y, np.nan))
+            c = barrier_consistency(t_mid, measured, cov_m, pred_mid[sp], pred_mid_cov[sp],
+                                    r["tau_fit/T_x_K"][sp])
+            for k in res:
+                res[k][sp] = c[k]
+            used[sp] = c["used"]
+        for k, v in res.items():
+            r[f"closure/{source}/{k}"] = v
+        r[f"closure/{source}/used"] = used
+
+    _relaxation_closures(r, temps, lines)
+    for sp, name in enumerate(SPECIES_NAMES):
+        for label in ("tau_alpha", "inverse_D"):
+            c = {k: r[f"closure/{label}/{k}"][sp] for k in ("offset", "chi2", "dof", "p_value")}
+            log.info("%s: ln %s = ln tau_S + %.3g over %d temperatures: chi2 = %.3g for %d dof (p = %.2g)",
+                     name, label.replace("_", " "), c["offset"], c["dof"] + 1, c["chi2"], c["dof"],
+                     c["p_value"])
 
     for sp, name in enumerate(SPECIES_NAMES):
         lv = [r[f"lines/{k}"][sp] for k in ("e0_K", "e0_K_err", "e1_K", "e1_K_err", "Sigma0", "Sigma0_err",
-                                             "Sigma1", "Sigma1_err", "T0_K", "T0_K_err", "n_bins_fitted")]
+                                             "Sigma1", "Sigma1_err", "T0_K", "T0_K_err", "n_bins_in_lines")]
         log.info("%s: DeltaE(S) = (%.4g +- %.2g) - (%.4g +- %.2g) S K, Sigma(S) = (%.4g +- %.2g) - "
                  "(%.4g +- %.2g) S, T0 = %.4g +- %.2g K (%d bins)", name, *lv)
-        mv = [r[f"mean_softness/{k}"][sp] for k in ("a", "a_err", "b_per_K", "b_per_K_err", "chi2_dof", "R2")]
-        log.info("%s: <S>(T) = (%.4g +- %.2g) + (%.4g +- %.2g) T/K, chi2/dof %.3g, R2 %.3f", name, *mv)
-        log.info("%s: tau_alpha: E_A = %.4g eV at low T, T_VFT = %.4g K, crossover T_x = %.4g +- %.2g K",
-                 name,
-                 r["tau_fit/arrhenius/E_A_eV"][sp], r["tau_fit/vft/T_VFT_K"][sp], r["tau_fit/T_x_K"][sp],
-                 r["tau_fit/T_x_K_err"][sp])
+        if r["lines/T0_inside_fitted_range"][sp]:
+            log.warning("%s: T0 = %.4g K lies inside the fitted temperatures (%.4g-%.4g K): the lines cross "
+                        "within the data, not at the high-temperature extrapolation the softness picture "
+                        "means.", name, r["lines/T0_K"][sp], *r["lines/fitted_T_range_K"][sp])
+        mv = [r[f"mean_softness/{k}"][sp] for k in ("a", "a_err", "b_per_K", "b_per_K_err", "chi2_dof", "R2",
+                                                    "curvature_p_value")]
+        log.info("%s: <S>(T) = (%.4g +- %.2g) + (%.4g +- %.2g) T/K, chi2/dof %.3g, R2 %.3f, curvature p %.2g",
+                 name, *mv)
+        log.info("%s: tau_alpha: E_low = %.4g +- %.2g eV below, E_high = %.4g +- %.2g eV above "
+                 "T_x = %.4g +- %.2g K (chi2/dof %.3g, %d dof)", name,
+                 r["tau_fit/E_low_eV"][sp], r["tau_fit/E_low_eV_err"][sp],
+                 r["tau_fit/E_high_eV"][sp], r["tau_fit/E_high_eV_err"][sp], r["tau_fit/T_x_K"][sp],
+                 r["tau_fit/T_x_K_err"][sp], r["tau_fit/chi2_dof"][sp], r["tau_fit/dof"][sp])
 
 
 # ---------------------------------------------------------------------------- products
@@ -918,8 +1472,235 @@ def _value(v, e=None, unit=None) -> dict:
     return out
 
 
-def make_summary(r: dict) -> dict:
-    """The headline numbers with uncertainties, as plain JSON-able data (NaN written as null)."""
+def _json_safe(x):
+    """Plain JSON data from numpy scalars, arrays and NaN (written as null)."""
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    return x
+
+
+# ---------------------------------------------------------------------------- verdicts on the claims
+
+#: The four claims of the softness picture (Cubuk et al., arXiv:2008.09681), as checked here.
+CLAIMS = {
+    "a": "a linear classifier of local structure tells rearranging atoms from quiet ones (held-out accuracy "
+         "above chance)",
+    "b": "ln P_R is linear in 1/T in every populated softness bin over at least {min_temperatures} "
+         "temperatures",
+    "c": "the mean softness <S>(T) is linear in T",
+    "d": "the predicted apparent barrier E_app(T) agrees with the measured one across the crossover",
+}
+
+#: Secants the barrier comparison needs, with at least one on each side of T_x.
+MIN_SECANTS = 3
+
+
+def _verdict(status: str, statement: str, **numbers) -> dict:
+    return {"status": status, "statement": statement, **numbers}
+
+
+def _p(p: float) -> str:
+    """A p-value for a sentence (one that underflows to 0 is not 'p = 0')."""
+    return f"p = {p:.2g}" if p > 0 else "p < 1e-300"
+
+
+def combine_verdicts(claim: str, per_species: dict, **claim_numbers) -> dict:
+    """One claim's verdict from its per-species ones: fail if any fails, pass if all pass, else
+    not testable (or not evaluated when none was). ``claim_numbers`` fill the claim's text."""
+    statuses = [v["status"] for v in per_species.values()]
+    if "fail" in statuses:
+        status = "fail"
+    elif all(s == "pass" for s in statuses):
+        status = "pass"
+    elif all(s == "not evaluated" for s in statuses):
+        status = "not evaluated"
+    else:
+        status = "not testable"
+    statement = " ".join(v["statement"] for v in per_species.values())
+    text = CLAIMS[claim].format(**{"min_temperatures": "arrhenius.min_temperatures", **claim_numbers})
+    return {"claim": text, "status": status, "statement": statement, "species": per_species}
+
+
+def accuracy_verdict(name: str, metrics: dict | None, *, chance: float = 0.5) -> dict:
+    """Claim (a) for one species: the held-out accuracy is above chance by more than 2 errors.
+
+    Args:
+      name: the species; metrics: ``accuracy`` and ``accuracy_err`` (and any other numbers to
+        report, e.g. ``roc_auc``), or None when no model was given.
+      chance: the accuracy of guessing on balanced classes.
+    """
+    if metrics is None:
+        return _verdict("not evaluated", f"{name}: no classifier metrics were given to the arrhenius stage.")
+    acc, err = float(metrics.get("accuracy", np.nan)), float(metrics.get("accuracy_err", np.nan))
+    numbers = {k: v for k, v in metrics.items()}
+    if not (np.isfinite(acc) and np.isfinite(err)):
+        return _verdict("not testable", f"{name}: the model file has no held-out accuracy with an error.",
+                        **numbers)
+    text = f"held-out accuracy {acc:.3f} ± {err:.2g}"
+    if acc - 2 * err > chance:
+        return _verdict("pass", f"{name}: {text}, above chance ({chance:g}).", **numbers)
+    return _verdict("fail", f"{name}: {text} is not above chance ({chance:g}) by two errors: the structure "
+                            "does not predict rearrangements.", **numbers)
+
+
+def linearity_verdict(name: str, bins: dict, min_temperatures: int) -> dict:
+    """Claim (b) for one species, from the per-bin fits (keys of :func:`fit_bins` plus
+    ``populated``: usable at one temperature or more).
+
+    Pass: every populated bin is fitted (usable at ``min_temperatures`` or more), at least two
+    are, and none is curved. Fail: some fitted bin is curved. Otherwise not testable.
+    """
+    fitted, populated = np.asarray(bins["fitted"], bool), np.asarray(bins["populated"], bool)
+    curved = np.flatnonzero(np.asarray(bins["curved"], bool) & fitted)
+    p = np.asarray(bins.get("curvature_p_value_holm", bins["curvature_p_value"]), dtype=np.float64)
+    chi2_dof = np.asarray(bins["chi2_dof"], dtype=np.float64)
+    n_fit, n_pop = int(fitted.sum()), int(populated.sum())
+    numbers = {"bins_fitted": n_fit, "bins_populated": n_pop, "bins_curved": curved.tolist(),
+               "worst_chi2_dof": float(np.nanmax(chi2_dof[fitted])) if n_fit else np.nan,
+               "curvature_p_values": [float(x) for x in np.asarray(bins["curvature_p_value"])[fitted]],
+               "curvature_p_values_holm": [float(x) for x in p[fitted]],
+               "n_temperatures": [int(x) for x in np.asarray(bins["n_temperatures"])]}
+    if curved.size:
+        ps = ", ".join(_p(p[b]) for b in curved)
+        return _verdict("fail", f"{name}: ln P_R is not linear in 1/T: {curved.size} of the {n_fit} fitted "
+                                f"bins (bins {curved.tolist()}) bend significantly (curvature {ps}, "
+                                "Holm-adjusted).", **numbers)
+    short = np.flatnonzero(populated & ~fitted)
+    if n_fit < 2:
+        return _verdict("not testable", f"{name}: only {n_fit} of the {n_pop} populated bins have usable P_R "
+                                        f"at {min_temperatures} or more temperatures.", **numbers)
+    if short.size:
+        return _verdict("not testable", f"{name}: {short.size} of the {n_pop} populated bins (bins "
+                                        f"{short.tolist()}) have usable P_R at fewer than {min_temperatures} "
+                                        f"temperatures, so linearity is shown in {n_fit} bins only.",
+                        **numbers)
+    if not np.all(np.isfinite(p[fitted])):
+        return _verdict("not testable", f"{name}: the curvature test could not be made in every bin.",
+                        **numbers)
+    raw = np.asarray(bins["curvature_p_value"], dtype=np.float64)[fitted]
+    return _verdict("pass", f"{name}: ln P_R is linear in 1/T in all {n_fit} populated bins (smallest "
+                            f"curvature p = {np.min(raw):.2g}, Holm-adjusted {np.min(p[fitted]):.2g}; worst "
+                            f"chi2/dof = {numbers['worst_chi2_dof']:.3g}).", **numbers)
+
+
+def mean_softness_verdict(name: str, n_temperatures: int, curved: bool, p_value: float, c, c_err) -> dict:
+    """Claim (c) for one species: <S>(T) = a + b T, no significant T^2 term, over >= 3 temperatures."""
+    numbers = {"n_temperatures": int(n_temperatures), "curvature_p_value": p_value,
+               "curvature_c_per_K2": c, "curvature_c_per_K2_err": c_err}
+    if n_temperatures < 3:
+        return _verdict("not testable", f"{name}: <S> is known at {n_temperatures} temperature(s); a "
+                                        "curvature test needs 3.", **numbers)
+    if not np.isfinite(p_value):
+        return _verdict("not testable", f"{name}: <S>(T) has no errors and too few temperatures for a "
+                                        "curvature test from its scatter.", **numbers)
+    if curved:
+        return _verdict("fail", f"{name}: <S>(T) is not linear: a T^2 term is significant "
+                                f"({_p(p_value)}).", **numbers)
+    return _verdict("pass", f"{name}: <S>(T) is linear over {n_temperatures} temperatures (curvature "
+                            f"{_p(p_value)}).", **numbers)
+
+
+def barrier_verdict(name: str, closures: dict, T_x_K: float, have_prediction: bool,
+                    p_threshold: float = 0.01, min_secants: int = MIN_SECANTS) -> dict:
+    """Claim (d) for one species.
+
+    Args:
+      closures: ``{"tau_alpha": c, "mean_rate": c}``, each the output of
+        :func:`barrier_consistency` (``chi2``, ``dof``, ``p_value``, ``n_below``, ``n_above``).
+      T_x_K: the crossover temperature of tau_alpha (NaN: none).
+      have_prediction: the predicted E_app is finite (lines and <S>(T) fitted).
+
+    A comparison is testable with ``min_secants`` secants or more, at least one on each side of
+    T_x; it passes when p > ``p_threshold``. The claim fails if a testable comparison fails,
+    passes if one passes and none fails.
+    """
+    numbers = {key: {k: c[k] for k in ("chi2", "dof", "p_value", "n_below", "n_above")}
+               for key, c in closures.items()}
+    if not have_prediction:
+        return _verdict("not testable", f"{name}: there is no predicted E_app(T) (DeltaE(S), Sigma(S) or "
+                                        "<S>(T) not fitted).", **numbers)
+    if not np.isfinite(T_x_K):
+        return _verdict("not testable", f"{name}: tau_alpha gives no crossover temperature to compare "
+                                        "across.", **numbers)
+    results, why = {}, []
+    for key, c in closures.items():
+        label = key.replace("_", " ")
+        if c["dof"] < min_secants or c["n_below"] < 1 or c["n_above"] < 1:
+            why.append(f"{label}: {c['dof']} secants with errors ({c['n_below']} below, {c['n_above']} above "
+                       f"T_x = {T_x_K:.4g} K)")
+            continue
+        results[key] = c["p_value"] > p_threshold
+    text = "; ".join(f"{k.replace('_', ' ')}: chi2 = {closures[k]['chi2']:.3g} for {closures[k]['dof']} "
+                     f"secants, {_p(closures[k]['p_value'])}" for k in results)
+    if not results:
+        return _verdict("not testable", f"{name}: too few measured secants across T_x ({'; '.join(why)}; "
+                                        f"{min_secants} spanning it are needed).", **numbers)
+    if not all(results.values()):
+        return _verdict("fail", f"{name}: the predicted E_app(T) disagrees with the measured one ({text}).",
+                        **numbers)
+    return _verdict("pass", f"{name}: the predicted E_app(T) agrees with the measured one ({text}).",
+                    **numbers)
+
+
+def read_model_metrics(path, stability=None) -> dict:
+    """Per species name the classifier's held-out numbers from a model file (for claim (a)):
+    ``accuracy``, ``accuracy_err`` and any ``quality/*`` datasets present; with a ``stability``
+    file (stage ``stability``) also the cosine between the hyperplane normals trained at T_train
+    and at its temperature, and the correlation of the two softnesses."""
+    out = {name: {} for name in SPECIES_NAMES}
+    with open_input(path, "model") as f:
+        keys = [k for k in ("accuracy", "accuracy_err") if k in f]
+        if "quality" in f:
+            keys += [f"quality/{k}" for k, v in f["quality"].items()
+                     if isinstance(v, h5py.Dataset) and v.shape == (2,)]
+        for key in keys:
+            values = f[key][()]
+            for sp, name in enumerate(SPECIES_NAMES):
+                out[name][key.removeprefix("quality/")] = float(values[sp])
+    if stability is not None:
+        with open_input(stability, "stability") as f:
+            require(f, "cosine", "pearson_S", what="stability")
+            t = float(f.attrs.get("temperature_K", np.nan))
+            for sp, name in enumerate(SPECIES_NAMES):
+                out[name]["stability_T_K"] = t
+                out[name]["stability_cosine"] = float(f["cosine"][sp])
+                out[name]["stability_pearson_S"] = float(f["pearson_S"][sp])
+    return out
+
+
+def claim_verdicts(r: dict, model_metrics: dict | None = None) -> dict:
+    """The verdicts on the four claims (:data:`CLAIMS`) from the output of :func:`analyse`."""
+    min_t = int(r["attrs"]["min_temperatures"])
+    p_threshold = float(r["attrs"].get("consistency_p_value", CONSISTENCY_P_VALUE))
+    out = {"a": {}, "b": {}, "c": {}, "d": {}}
+    for sp, name in enumerate(SPECIES_NAMES):
+        out["a"][name] = accuracy_verdict(name, None if model_metrics is None else model_metrics.get(name))
+        bins = {k: r[f"bin_fit/{k}"][sp] for k in ("fitted", "populated", "curved", "curvature_p_value",
+                                                   "curvature_p_value_holm", "chi2_dof", "n_temperatures")}
+        out["b"][name] = linearity_verdict(name, bins, min_t)
+        out["c"][name] = mean_softness_verdict(
+            name, int(r["mean_softness/n"][sp]), bool(r["mean_softness/curved"][sp]),
+            float(r["mean_softness/curvature_p_value"][sp]), float(r["mean_softness/curvature_c_per_K2"][sp]),
+            float(r["mean_softness/curvature_c_per_K2_err"][sp]))
+        closures = {label: {k: r[f"closure/{src}/{k}"][sp] for k in ("chi2", "dof", "p_value", "n_below",
+                                                                      "n_above")}
+                    for label, src in (("tau_alpha", "tau"), ("mean_rate", "rate"))}
+        have = bool(np.all(np.isfinite(r["crossover/E_app_predicted_mid_K"][sp])))
+        out["d"][name] = barrier_verdict(name, closures, float(r["tau_fit/T_x_K"][sp]), have, p_threshold)
+    return {claim: combine_verdicts(claim, per, min_temperatures=min_t) for claim, per in out.items()}
+
+
+def make_summary(r: dict, model_metrics: dict | None = None) -> dict:
+    """The headline numbers with uncertainties and the verdicts on the claims, as plain JSON-able
+    data (NaN written as null)."""
     out = {"temperatures_K": [float(t) for t in r["temperature_K"]],
            "T_train_K": _value(r["attrs"]["T_train_K"])["value"], "species": {}}
     for sp, name in enumerate(SPECIES_NAMES):
@@ -931,30 +1712,52 @@ def make_summary(r: dict) -> dict:
             return {"K": v(f"{stem}_K", "K"), "eV": v(f"{stem}_eV", "eV")}
 
         tf = "tau_fit"
+        flagged = r["flagged_temperature"][sp]
+        why = zip(r["temperature_K"][flagged], r["flagged_temperature_reason"][sp][flagged], strict=True)
         out["species"][name] = {
             "e0": energy("lines/e0"),
             "e1": {**energy("lines/e1"), "note": "per unit softness"},
             "Sigma0": v("lines/Sigma0"),
             "Sigma1": v("lines/Sigma1", "per unit softness"),
-            "T0": v("lines/T0_K", "K"),
+            "T0": {**v("lines/T0_K", "K"), "inside_fitted_range": bool(r["lines/T0_inside_fitted_range"][sp]),
+                   "fitted_T_range_K": r["lines/fitted_T_range_K"][sp]},
             "lines_chi2_dof": v("lines/chi2_dof")["value"],
             "n_bins_fitted": int(r["lines/n_bins_fitted"][sp]),
+            "n_bins_in_lines": int(r["lines/n_bins_in_lines"][sp]),
+            "n_bins_populated": int(r["bin_fit/populated"][sp].sum()),
+            "n_bins_curved": int(r["bin_fit/curved"][sp].sum()),
+            "flagged_temperatures": [{"T_K": float(t), "reason": str(text)} for t, text in why],
             "mean_softness": {"a": v("mean_softness/a"), "b": v("mean_softness/b_per_K", "1/K"),
                               "chi2_dof": v("mean_softness/chi2_dof")["value"],
-                              "R2": v("mean_softness/R2")["value"]},
+                              "R2": v("mean_softness/R2")["value"],
+                              "curvature_p_value": v("mean_softness/curvature_p_value")["value"]},
             "apparent_barrier": {"E_inf": energy("crossover/E_inf"),
                                  "Sigma1_b": v("crossover/Sigma1_b_per_K", "1/K"),
                                  "formula": "E_app(T) = E_inf - Sigma1 b T^2, E_inf = e0 - e1 a"},
             "tau_alpha": {
-                "arrhenius": {"E_A": energy(f"{tf}/arrhenius/E_A"),
-                              "ln_tau0_fs": v(f"{tf}/arrhenius/ln_tau0"),
-                              "T_range_K": [_value(x)["value"] for x in r[f"{tf}/arrhenius/T_range_K"][sp]]},
-                "vft": {"B": v(f"{tf}/vft/B_K", "K"), "T_VFT": v(f"{tf}/vft/T_VFT_K", "K"),
-                        "ln_tau0_fs": v(f"{tf}/vft/ln_tau0"),
-                        "T_range_K": [_value(x)["value"] for x in r[f"{tf}/vft/T_range_K"][sp]]},
-                "T_crossover": v(f"{tf}/T_x_K", "K")},
+                "model": "ln tau = ln tau0 + E_low / T below T_x, slope E_high above, continuous at T_x",
+                "E_low": energy(f"{tf}/E_low"), "E_high": energy(f"{tf}/E_high"),
+                "E_low_minus_E_high": v(f"{tf}/E_low_minus_E_high_K", "K"),
+                "ln_tau0_fs": v(f"{tf}/ln_tau0"),
+                "T_crossover": v(f"{tf}/T_x_K", "K"),
+                "chi2_dof": v(f"{tf}/chi2_dof")["value"], "dof": int(r[f"{tf}/dof"][sp]),
+                "n_below": int(r[f"{tf}/n_below"][sp]), "n_above": int(r[f"{tf}/n_above"][sp]),
+                "weighted": bool(r[f"{tf}/weighted"][sp]),
+                "strong_to_fragile": bool(r[f"{tf}/strong_to_fragile"][sp]),
+                "kink": str(r[f"{tf}/kink"][sp]),
+                "T_range_K": r[f"{tf}/T_range_K"][sp]},
+            "relaxation_from_softness": {
+                "formula": "tau_S(T) = Delta / integral P(S;T) P_R(S,T) dS with the fitted lines; "
+                           "ln tau = ln tau_S + c fitted with one constant c over all temperatures",
+                "tau_S_fs": [_value(x)["value"] for x in r["closure/tau_S_fs"][sp]],
+                **{label: {"offset": v(f"closure/{label}/offset"),
+                           "chi2": _value(r[f"closure/{label}/chi2"][sp])["value"],
+                           "dof": int(r[f"closure/{label}/dof"][sp]),
+                           "p_value": _value(r[f"closure/{label}/p_value"][sp])["value"]}
+                   for label in ("tau_alpha", "inverse_D")}},
         }
-    return out
+    out["verdicts"] = claim_verdicts(r, model_metrics)
+    return _json_safe(out)
 
 
 def _pm(entry: dict, digits: int = 4) -> str:
@@ -964,23 +1767,51 @@ def _pm(entry: dict, digits: int = 4) -> str:
     return f"{v:.{digits}g}" + (f" ± {e:.2g}" if e is not None else "")
 
 
+def _t0(x: dict) -> str:
+    text = _pm(x["T0"])
+    return text + " (inside the fitted temperatures)" if x["T0"].get("inside_fitted_range") else text
+
+
 def summary_markdown(s: dict) -> str:
-    """A Markdown table of the summary (one column per species)."""
+    """A Markdown table of the summary (one column per species), the flagged temperatures and
+    the verdicts on the claims."""
+    tau = "tau_alpha"
     rows = [("e0 (eV)", lambda x: _pm(x["e0"]["eV"])), ("e0 (K)", lambda x: _pm(x["e0"]["K"])),
             ("e1 (eV per unit S)", lambda x: _pm(x["e1"]["eV"])), ("Sigma0", lambda x: _pm(x["Sigma0"])),
             ("Sigma1 (per unit S)", lambda x: _pm(x["Sigma1"])),
-            ("T0 = e1/Sigma1 (K)", lambda x: _pm(x["T0"])),
+            ("T0 = e1/Sigma1 (K)", _t0),
+            ("bins fitted / populated (curved)",
+             lambda x: f"{x['n_bins_fitted']} / {x['n_bins_populated']} ({x['n_bins_curved']})"),
             ("<S> = a + b T: a", lambda x: _pm(x["mean_softness"]["a"])),
             ("b (1/K)", lambda x: _pm(x["mean_softness"]["b"])),
             ("E_inf = e0 - e1 a (eV)", lambda x: _pm(x["apparent_barrier"]["E_inf"]["eV"])),
-            ("E_A of tau_alpha, low T (eV)", lambda x: _pm(x["tau_alpha"]["arrhenius"]["E_A"]["eV"])),
-            ("T_VFT (K)", lambda x: _pm(x["tau_alpha"]["vft"]["T_VFT"])),
-            ("crossover T_x (K)", lambda x: _pm(x["tau_alpha"]["T_crossover"]))]
+            ("E_low of tau_alpha, T < T_x (eV)", lambda x: _pm(x[tau]["E_low"]["eV"])),
+            ("E_high of tau_alpha, T > T_x (eV)", lambda x: _pm(x[tau]["E_high"]["eV"])),
+            ("crossover T_x (K)", lambda x: _pm(x[tau]["T_crossover"])),
+            ("tau_alpha fit: chi2/dof (dof)",
+             lambda x: ("n/a" if x[tau]["chi2_dof"] is None else f"{x[tau]['chi2_dof']:.3g}")
+             + f" ({x[tau]['dof']})")]
     names = list(s["species"])
     lines = ["| quantity | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(fn(s["species"][n]) for n in names) + " |" for label, fn in rows]
     temps = ", ".join(f"{t:g}" for t in s["temperatures_K"])
-    return f"Temperatures: {temps} K; T_train = {s['T_train_K']} K.\n\n" + "\n".join(lines) + "\n"
+    text = f"Temperatures: {temps} K; T_train = {s['T_train_K']} K.\n\n" + "\n".join(lines) + "\n"
+    flagged = [f"{n} at {f['T_K']:g} K ({f['reason']})" for n in names
+               for f in s["species"][n]["flagged_temperatures"]]
+    if flagged:
+        text += "\nLeft out of the P_R fits: " + "; ".join(flagged) + ".\n"
+    notes = {"none": "E_low and E_high agree within two errors: no significant kink, so T_x is not measured",
+             "fragile-to-strong": "the apparent barrier is larger above T_x than below (E_high > E_low), "
+                                  "the opposite of a strong-to-fragile crossover"}
+    for kind, note in notes.items():
+        which = [n for n in names if s["species"][n][tau].get("kink") == kind]
+        if which:
+            text += f"\ntau_alpha of {' and '.join(which)}: {note}.\n"
+    if "verdicts" in s:
+        text += "\n## The claims\n\n"
+        for key, v in s["verdicts"].items():
+            text += f"- **({key}) {v['claim']}: {v['status'].upper()}.** {v['statement']}\n"
+    return text
 
 
 def write_results(f, r: dict) -> None:
@@ -993,11 +1824,16 @@ def write_results(f, r: dict) -> None:
     f.attrs.update(r["attrs"])
     f.attrs["energy_units"] = "energies as E/k_B in K (*_K) and in eV (*_eV); temperatures in K"
     f.attrs["rearrangement_definition"] = (
-        "atom i rearranges at softness frame f if its hops label is 1 at any hops frame g with "
-        "f <= g < next softness frame; P_R is per softness-frame interval")
+        "atom i rearranges at softness frame f if it has a rearrangement event (hops '/events', the "
+        "frame where an excursion of p_hop above p_c peaks) at a hops frame g with t_f <= t_g < t_f + "
+        "P_R_window_fs; (f, i) counts only if every frame of that window is in the run with an event "
+        "located or ruled out; P_R is the probability to start a rearrangement within P_R_window_fs")
+    windows = np.unique(np.asarray(r["P_R_window_fs"]))
+    f.attrs["P_R_window_fs"] = float(windows[0]) if windows.size == 1 else np.nan
 
 
-def arrhenius_file(cfg: dict, softness, hops, dynamics, out, summary=None) -> dict:
+def arrhenius_file(cfg: dict, softness, hops, dynamics, out, summary=None, model=None,
+                   stability=None) -> dict:
     """The ``softness arrhenius`` stage.
 
     Args:
@@ -1008,20 +1844,23 @@ def arrhenius_file(cfg: dict, softness, hops, dynamics, out, summary=None) -> di
         leading axis [2] = (Si, O)).
       summary: optional JSON path for the headline numbers; a Markdown table is written next to
         it (same name, ``.md``).
+      model: optional model file (stage ``train``) whose held-out numbers decide claim (a);
+        None: that verdict is "not evaluated".
 
     Returns:
       The summary dict.
     """
     r = analyse(cfg, list(softness), list(hops), list(dynamics))
-    s = make_summary(r)
+    s = make_summary(r, None if model is None else read_model_metrics(model, stability))
     with atomic_h5(out, "arrhenius", cfg) as f:
         write_results(f, r)
-        f.attrs["summary"] = json.dumps(s)
+        f.attrs["summary"] = json.dumps(s, allow_nan=False)
     if summary is not None:
         path = Path(summary)
         path.parent.mkdir(parents=True, exist_ok=True)
         md = path.with_suffix(".md")
-        for target, text in ((path, json.dumps(s, indent=2) + "\n"), (md, summary_markdown(s))):
+        json_text = json.dumps(s, indent=2, allow_nan=False) + "\n"
+        for target, text in ((path, json_text), (md, summary_markdown(s))):
             tmp = target.with_name(f".{target.name}.partial")
             tmp.write_text(text)
             tmp.replace(target)

@@ -75,11 +75,27 @@ def cmd_apply(args, cfg):
     classifier.apply_file(cfg, model=args.model, features=args.features, out=args.out)
 
 
+def cmd_stability(args, cfg):
+    from softness import classifier
+
+    classifier.stability_file(cfg, model=args.model, features=args.features, hops=args.hops, out=args.out,
+                              train_features=args.train_features)
+
+
 def cmd_arrhenius(args, cfg):
     from softness import arrhenius
 
     arrhenius.arrhenius_file(cfg, softness=args.softness, hops=args.hops, dynamics=args.dynamics,
-                             out=args.out, summary=args.summary)
+                             out=args.out, summary=args.summary, model=args.model, stability=args.stability)
+
+
+def cmd_planted(args, cfg):
+    from softness import planted
+
+    planted.planted_file(cfg, features=args.features, dynamics=args.dynamics, out=args.out, work=args.work,
+                         summary_json=args.summary, model=args.model, seed=args.seed, P_min=args.P_min,
+                         P_max=args.P_max, softness_share=args.softness_share, curvature_lnP=args.curvature,
+                         E0_K=args.E0_K, e_K=args.e_K, Sigma=args.Sigma)
 
 
 # ---------------------------------------------------------------------------- parser
@@ -146,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="H5")
     p.add_argument("--features", required=True, metavar="H5")
 
+    p = _stage(sub, "stability", cmd_stability,
+               "Retrain the softness model at a second temperature (same labels, same choice of C) and "
+               "compare: cosine of the hyperplane normals and correlation of the two softnesses.")
+    p.add_argument("--model", required=True, metavar="H5", help="model trained at T_train")
+    p.add_argument("--features", required=True, metavar="H5", help="features at the second temperature")
+    p.add_argument("--hops", required=True, metavar="H5", help="hops at the second temperature")
+    p.add_argument("--train-features", metavar="H5",
+                   help="features at T_train: also correlate the two softnesses on its configurations")
+
     p = _stage(sub, "arrhenius", cmd_arrhenius,
                "P_R(S, T), Arrhenius fits per softness bin, <S>(T) and the crossover.")
     p.add_argument("--softness", required=True, nargs="+", metavar="H5", help="one per temperature")
@@ -154,6 +179,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", metavar="JSON",
                    help="also write the fitted numbers with uncertainties as JSON, and as a Markdown table "
                         "next to it (same name, .md)")
+    p.add_argument("--model", metavar="H5",
+                   help="the model file: its held-out numbers decide the accuracy claim in the summary")
+    p.add_argument("--stability", metavar="H5",
+                   help="the stability file: the hyperplane retrained at another temperature, in the summary")
+
+    p = _stage(sub, "planted", cmd_planted,
+               "Planted-barrier test: synthetic rearrangements from a known barrier on the real features, "
+               "through the unchanged train / apply / arrhenius code; planted vs recovered e1, Sigma1, 1/T0.")
+    p.add_argument("--features", required=True, nargs="+", metavar="H5", help="one per temperature")
+    p.add_argument("--dynamics", required=True, nargs="+", metavar="H5", help="one per temperature")
+    p.add_argument("--model", metavar="H5",
+                   help="plant along this model's normal (default: a seeded random direction)")
+    p.add_argument("--work", metavar="DIR",
+                   help="keep the planted hops, model and softness files here (default: a temporary "
+                        "directory)")
+    p.add_argument("--summary", metavar="JSON", help="also write the headline numbers as JSON")
+    p.add_argument("--seed", type=int,
+                   help="seed of the direction and the events (default: the config's seed)")
+    p.add_argument("--P-min", dest="P_min", type=float, default=1e-4,
+                   help="planted P at the hardest atoms and the coldest temperature (default 1e-4)")
+    p.add_argument("--P-max", dest="P_max", type=float, default=0.3,
+                   help="planted P at the softest atoms and the hottest temperature (default 0.3)")
+    p.add_argument("--softness-share", type=float, default=0.5,
+                   help="share of ln(P_max / P_min) spanned by the softness, the rest by temperature "
+                        "(default 0.5)")
+    p.add_argument("--curvature", type=float, default=0.0,
+                   help="non-Arrhenius plant: largest departure of ln P from a line in 1/T (default 0: "
+                        "Arrhenius)")
+    p.add_argument("--E0-K", dest="E0_K", type=float, help="planted E0 in K (with --e-K and --Sigma)")
+    p.add_argument("--e-K", dest="e_K", type=float, help="planted slope e in K per unit of the coordinate")
+    p.add_argument("--Sigma", type=float, help="planted constant Sigma")
     return parser
 
 

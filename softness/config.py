@@ -46,12 +46,30 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return path or "(top level)"
 
 
+#: Keys that are gone, with why: an old config that still sets one is told so in one sentence.
+REMOVED_KEYS = {
+    "arrhenius.T_split_K": "tau_alpha(T) is no longer an Arrhenius and a VFT law split at a given "
+                           "temperature but one continuous fit whose crossover temperature T_x is fitted, "
+                           "with its error",
+}
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         where = _key_path(error)
-        name = ", ".join(f"{where}.{k}" if where != "(top level)" else k for k in extra)
-        return f"unknown config key '{name}'"
+        full = [f"{where}.{k}" if where != "(top level)" else k for k in extra]
+        removed = [k for k in full if k in REMOVED_KEYS]
+        if removed:
+            why = REMOVED_KEYS[removed[0]]
+            return f"config key '{removed[0]}' has been removed ({why}); delete it from the config"
+        return f"unknown config key '{', '.join(full)}'"
+    if error.validator == "oneOf" and list(error.absolute_path)[-1:] in ([k] for k in RUN_LENGTH_KEYS):
+        # a number, or a mapping of temperatures to numbers: say both instead of "not valid under any"
+        number = error.schema["oneOf"][0]
+        bound = "> 0" if "exclusiveMinimum" in number else ">= 0"
+        return (f"config key '{_key_path(error)}' must be a time in fs ({bound}) or a non-empty mapping from "
+                f"temperature (K) to such times, not {error.instance!r}")
     return f"config key '{_key_path(error)}': {error.message}"
 
 
@@ -75,11 +93,27 @@ def _whole_steps(time_fs: float, timestep_fs: float) -> int | None:
     return k if k >= 1 and abs(n - k) <= 1e-6 * max(1.0, n) else None
 
 
+def _shortest_production(cfg: dict) -> tuple[float, float | None]:
+    """(time in fs, temperature) of the shortest production of the study; the temperature is None
+    when ``run.production_time_fs`` is one number for all."""
+    prod = cfg["run"]["production_time_fs"]
+    if not isinstance(prod, dict):
+        return float(prod), None
+    T = min(cfg["temperatures_K"], key=lambda t: (run_time_fs(cfg, "production_time_fs", t), t))
+    return run_time_fs(cfg, "production_time_fs", T), float(T)
+
+
+def _production_text(cfg: dict) -> str:
+    """The shortest production for a message: '4000 fs', or '4000 fs at 3500 K' for a mapping."""
+    time, T = _shortest_production(cfg)
+    return f"{_g(time)} fs" if T is None else f"{_g(time)} fs at {_g(T)} K"
+
+
 def _production_frames(cfg: dict) -> int:
-    """Frames of a run's trajectory, as softness.md.run_plan counts them."""
+    """Frames of the shortest run's trajectory, as softness.md.run_plan counts them."""
     r, dt = cfg["run"], cfg["md"]["timestep_fs"]
     every = _whole_steps(r["frame_interval_fs"], dt)
-    n_prod = int(round(r["production_time_fs"] / dt))
+    n_prod = int(round(_shortest_production(cfg)[0] / dt))
     n_prod = max(every, n_prod - n_prod % every)
     return n_prod // every + 1
 
@@ -181,6 +215,13 @@ def _training_temperature(cfg):
                 f"{cfg['temperatures_K']}.")
 
 
+def _stability_temperature(cfg):
+    t = cfg["train"].get("stability_T_K")
+    if t is not None and t not in cfg["temperatures_K"]:
+        return (f"config key 'train.stability_T_K' ({_g(t)} K) is not one of 'temperatures_K' "
+                f"{cfg['temperatures_K']}.")
+
+
 def _quench_frames_vs_timestep(cfg):
     fi, dt = cfg["quench"]["frame_interval_fs"], cfg["md"]["timestep_fs"]
     if _whole_steps(fi, dt) is None:
@@ -216,12 +257,19 @@ def _t_R_vs_frames(cfg):
                 f"({_g(fi)} fs); the p_hop window must span at least two frames.")
 
 
+def _P_R_window_vs_frames(cfg):
+    window, fi = cfg["arrhenius"]["P_R_window_fs"], cfg["run"]["frame_interval_fs"]
+    if window < fi * (1 - 1e-9):
+        return (f"config key 'arrhenius.P_R_window_fs' ({_g(window)} fs) is shorter than "
+                f"'run.frame_interval_fs' ({_g(fi)} fs); the window must span at least one frame.")
+
+
 def _t_R_vs_production(cfg):
     t_R, fi = cfg["hops"]["t_R_fs"], cfg["run"]["frame_interval_fs"]
     n, h = _production_frames(cfg), _half_window(t_R, fi)
     if n < 2 * h:
         return (f"config key 'hops.t_R_fs' ({_g(t_R)} fs, {2 * h} frames) is longer than the run: "
-                f"'run.production_time_fs' ({_g(cfg['run']['production_time_fs'])} fs) gives {n} frames.")
+                f"'run.production_time_fs' ({_production_text(cfg)}) gives {n} frames.")
 
 
 def _t_quiet_vs_frames(cfg):
@@ -237,7 +285,7 @@ def _t_quiet_vs_production(cfg):
     n, hr, hq = _production_frames(cfg), _half_window(h["t_R_fs"], fi), _half_window(h["t_quiet_fs"], fi)
     if n - 2 * hr < 2 * hq:
         return (f"config key 'hops.t_quiet_fs' ({_g(h['t_quiet_fs'])} fs) does not fit in "
-                f"'run.production_time_fs' ({_g(cfg['run']['production_time_fs'])} fs) besides the p_hop "
+                f"'run.production_time_fs' ({_production_text(cfg)}) besides the p_hop "
                 f"window hops.t_R_fs, so no atom could be labelled quiet and training would fail.")
 
 
@@ -255,9 +303,9 @@ def _feature_frames_vs_run(cfg):
     # A label uses the structure of the latest feature frame before it (classifier.label_to_feature_rows);
     # with frame 0 alone there is none but frame 0's, where p_hop is never defined.
     if stride >= n:
-        prod = _g(cfg["run"]["production_time_fs"])
+        prod = _production_text(cfg)
         return (f"config key 'features.frame_stride' ({stride}) leaves structure functions on frame 0 "
-                f"only of the {n} frames that 'run.production_time_fs' ({prod} fs) "
+                f"only of the {n} frames that 'run.production_time_fs' ({prod}) "
                 "gives, where p_hop is undefined, so there is nothing to train on.")
 
 
@@ -281,9 +329,9 @@ def _fit_lag_fractions(cfg):
 RULES = (
     _quartz_cells, _random_packing, _potential_cutoff_vs_box, _features_cutoff_vs_box,
     _radial_grid, _radial_vs_cutoff,
-    _quench_temperatures, _melt_temperatures, _training_temperature,
+    _quench_temperatures, _melt_temperatures, _training_temperature, _stability_temperature,
     _quench_frames_vs_timestep, _run_frames_vs_timestep, _checkpoint_vs_chunk, _replicas_vs_quench,
-    _t_R_vs_frames, _t_R_vs_production, _t_quiet_vs_frames, _t_quiet_vs_production,
+    _t_R_vs_frames, _P_R_window_vs_frames, _t_R_vs_production, _t_quiet_vs_frames, _t_quiet_vs_production,
     _p_quiet_vs_p_c, _feature_frames_vs_run, _n_per_class_vs_folds, _fit_lag_fractions,
 )
 def _check_consistency(cfg: dict) -> None:
@@ -293,6 +341,32 @@ def _check_consistency(cfg: dict) -> None:
         message = rule(cfg)
         if message:
             raise SoftnessError(message)
+
+
+def _temperature_keys(cfg: dict) -> None:
+    """Turn the temperature keys of per-temperature run lengths into floats, in place.
+
+    YAML reads ``3000:`` as an int and JSON only has string keys; one float per temperature lets
+    the schema check the times and every stage look a temperature up the same way.
+    """
+    run = cfg.get("run")
+    if not isinstance(run, dict):
+        return
+    for key in RUN_LENGTH_KEYS:
+        times = run.get(key)
+        if not isinstance(times, dict):
+            continue
+        out = {}
+        for t, value in times.items():
+            try:
+                T = float(t)
+            except (TypeError, ValueError):
+                raise SoftnessError(f"config key 'run.{key}' maps temperatures (K) to times, but {t!r} is "
+                                    "not a temperature.") from None
+            if T in out:
+                raise SoftnessError(f"config key 'run.{key}' gives {_g(T)} K twice.")
+            out[T] = value
+        run[key] = out
 
 
 def resolve(cfg: dict | None) -> dict:
@@ -306,6 +380,7 @@ def resolve(cfg: dict | None) -> dict:
         raise SoftnessError("the config must be a mapping of keys to values.")
     sch = schema()
     _fill_defaults(sch, cfg)
+    _temperature_keys(cfg)
     validator = jsonschema.Draft7Validator(sch)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
@@ -332,3 +407,77 @@ def training_temperature(cfg: dict) -> float:
     """T_train: the configured one, or the lowest simulated temperature."""
     t = cfg["train"]["T_train_K"]
     return min(cfg["temperatures_K"]) if t is None else t
+
+
+#: The run lengths that may be given per temperature (a number, or a mapping K -> fs).
+RUN_LENGTH_KEYS = ("equilibration_time_fs", "production_time_fs")
+
+
+def run_time_fs(cfg: dict, key: str, temperature_K: float) -> float:
+    """``run.<key>`` (one of :data:`RUN_LENGTH_KEYS`) at one temperature, in fs.
+
+    A mapping gives the time at its own temperatures. Between two of them the time is
+    interpolated linearly in ln(time) against 1/T (the way an Arrhenius tau_alpha, and the
+    time a run needs, change); outside their range it is the time of the nearest end, so a
+    temperature added to ``temperatures_K`` gets a time without editing the mapping (give it
+    its own entry when it is colder than all of them).
+
+    Args:
+      cfg: config (resolved, or merged but not yet resolved: keys may be int, float or numeric str).
+      key: ``equilibration_time_fs`` or ``production_time_fs``.
+      temperature_K: the temperature of the run.
+
+    Returns:
+      The number, or the mapping's time at that temperature.
+    """
+    times = cfg["run"][key]
+    if not isinstance(times, dict):
+        return float(times)
+    table = sorted((1.0 / float(t), float(v)) for t, v in times.items())
+    x = 1.0 / float(temperature_K)
+    inv_t = np.array([row[0] for row in table])
+    values = np.array([row[1] for row in table])
+    exact = np.isclose(inv_t, x, rtol=1e-12, atol=0.0)
+    if exact.any():
+        return float(values[np.argmax(exact)])
+    if np.any(values <= 0):  # (an equilibration of 0 fs) interpolate the time itself
+        return float(np.interp(x, inv_t, values))
+    return float(np.exp(np.interp(x, inv_t, np.log(values))))
+
+
+def run_section(cfg: dict, temperature_K: float) -> dict:
+    """The ``run`` section as the run at one temperature sees it: both lengths as numbers.
+
+    With one number for all temperatures it equals ``cfg["run"]``, so a run's identity (its
+    checkpoint, the workflow's rerun trigger) is what it was before lengths could depend on
+    temperature, and with a mapping it changes only when that temperature's lengths do.
+    """
+    run = dict(cfg["run"])
+    for key in RUN_LENGTH_KEYS:
+        if isinstance(run[key], dict):
+            run[key] = run_time_fs(cfg, key, temperature_K)
+    return run
+
+
+def md_run_groups(cfg: dict, per_job: int | None = None) -> list[list]:
+    """Temperatures packed into MD jobs, as replicas of one program (``md.run_temperatures``).
+
+    Replicas advance in lockstep chunks over one schedule, so only temperatures with the same
+    equilibration and production lengths share a job: the temperatures (lowest first) are sorted
+    into classes of equal lengths, and each class is cut into jobs of ``per_job``.
+
+    Args:
+      cfg: resolved config.
+      per_job: temperatures per job; default ``execution.md_replicas_per_job``.
+
+    Returns:
+      The jobs, each a list of temperatures as given in ``temperatures_K``, lowest first; jobs
+      ordered by their lowest temperature.
+    """
+    per_job = cfg["execution"]["md_replicas_per_job"] if per_job is None else per_job
+    classes: dict = {}
+    for T in sorted(cfg["temperatures_K"], key=float):
+        lengths = tuple(run_time_fs(cfg, key, T) for key in RUN_LENGTH_KEYS)
+        classes.setdefault(lengths, []).append(T)
+    jobs = [c[i:i + per_job] for c in classes.values() for i in range(0, len(c), per_job)]
+    return sorted(jobs, key=lambda job: float(job[0]))

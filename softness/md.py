@@ -58,6 +58,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from softness import config as config_rules
 from softness import engine as fast
 from softness import units
 from softness.errors import SoftnessError
@@ -1280,9 +1281,20 @@ def read_snapshot(path, temperature_K: float) -> dict:
 
 # ---------------------------------------------------------------------------- run
 
-def run_plan(cfg: dict) -> dict:
-    """Step counts of a run at one temperature (validated)."""
-    r, md = cfg["run"], cfg["md"]
+def run_plan(cfg: dict, temperature_K: float | None = None) -> dict:
+    """Step counts of a run at one temperature (validated).
+
+    Args:
+      cfg: resolved config.
+      temperature_K: the run's temperature; needed when ``run.equilibration_time_fs`` or
+        ``run.production_time_fs`` is a mapping from temperature to time.
+    """
+    md = cfg["md"]
+    per_temperature = [k for k in config_rules.RUN_LENGTH_KEYS if isinstance(cfg["run"][k], dict)]
+    if temperature_K is None and per_temperature:
+        raise SoftnessError(f"config key 'run.{per_temperature[0]}' is given per temperature, so the run "
+                            "plan needs the temperature.")
+    r = cfg["run"] if temperature_K is None else config_rules.run_section(cfg, temperature_K)
     dt = md["timestep_fs"]
     frame_every = steps_for(r["frame_interval_fs"], dt, "run.frame_interval_fs")
     n_eq = steps_for(r["equilibration_time_fs"], dt, "run.equilibration_time_fs", exact=False)
@@ -1304,7 +1316,9 @@ class _Member:
         self.ckpt = _Checkpoint(checkpoint_path(self.work))
         self.snap = read_snapshot(start, T)
         self.key = _key(cfg["seed"], _STAGE_RUN, T)
-        self.identity = _identity(cfg, ["seed", "precision", "system", "potential", "md", "run"],
+        # The run section as this temperature sees it: another temperature's length is not its business.
+        self.identity = _identity({**cfg, "run": config_rules.run_section(cfg, T)},
+                                  ["seed", "precision", "system", "potential", "md", "run"],
                                   temperature_K=T, start=str(Path(start).resolve()),
                                   start_step=int(self.snap["step"]),
                                   start_created=self.snap["file_created_utc"])
@@ -1436,8 +1450,16 @@ def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = Fals
             raise SoftnessError(f"the temperature must be positive, got {T:g} K.")
     if len(set(temps)) != len(temps):
         raise SoftnessError(f"a temperature is given twice: {', '.join(f'{T:g}' for T in temps)} K.")
-    plan = run_plan(cfg)
-    members = [_Member(cfg, plan, start, T, out, w) for T, out, w in zip(temps, outs, works, strict=True)]
+    plans = [run_plan(cfg, T) for T in temps]
+    if any(p != plans[0] for p in plans[1:]):
+        # Replicas advance in lockstep chunks over one schedule (the workflow groups only equal
+        # lengths: softness.config.md_run_groups).
+        raise SoftnessError(
+            f"the runs at {', '.join(f'{T:g}' for T in temps)} K have different lengths "
+            "(run.equilibration_time_fs / run.production_time_fs per temperature), and runs in one group "
+            "advance together: run them in separate commands.")
+    members = [_Member(cfg, plan, start, T, out, w)
+               for T, out, w, plan in zip(temps, outs, works, plans, strict=True)]
     first = members[0].snap
     box = np.asarray(first["box_edges"], dtype=np.float64)
     for m in members[1:]:

@@ -159,14 +159,15 @@ def arrhenius_fit_lowest(temperatures_K, values, n_lowest: int = 3):
 # ---------------------------------------------------------------------------- figure 1: relaxation
 
 def relaxation_figure(temperatures_K, tau_alpha_fs, D_A2_per_fs, *, D_err_A2_per_fs=None,
-                      tau_alpha_reached=None, tau_fits=None, n_arrhenius: int = 3) -> Figure:
+                      tau_alpha_reached=None, tau_fits=None, tau_softness=None,
+                      n_arrhenius: int = 3) -> Figure:
     """tau_alpha and D against 1000 / T, per species, with the strong and fragile fits.
 
-    tau_alpha: with ``tau_fits`` (from the Arrhenius product), the Arrhenius law of the low
-    temperatures (dashed) and the VFT law of the high ones (dotted), each drawn over its range
-    and extended beyond it, and the crossover temperature T_x; otherwise an Arrhenius law fitted
-    to the ``n_arrhenius`` lowest temperatures. D: Arrhenius fits to the ``n_arrhenius`` lowest
-    temperatures. A strong liquid stays on its Arrhenius line, a fragile one leaves it.
+    tau_alpha: with ``tau_fits`` (from the Arrhenius product), the fitted law with a kink at the
+    crossover temperature T_x (barrier E_low below it, E_high above; dashed) and T_x itself;
+    otherwise an Arrhenius law fitted to the ``n_arrhenius`` lowest temperatures. D: Arrhenius
+    fits to the ``n_arrhenius`` lowest temperatures. A strong liquid stays on its Arrhenius line,
+    a fragile one leaves it.
 
     Args:
       temperatures_K: [nT].
@@ -174,9 +175,12 @@ def relaxation_figure(temperatures_K, tau_alpha_fs, D_A2_per_fs, *, D_err_A2_per
       D_A2_per_fs: [nT, 2] diffusion constants.
       D_err_A2_per_fs: [nT, 2] their errors, optional.
       tau_alpha_reached: [nT, 2] bool, optional; unreached points are left out.
-      tau_fits: per species (list of 2) a dict with ``ln_tau0``, ``E_A_K`` (Arrhenius),
-        ``vft_ln_tau0``, ``B_K``, ``T_VFT_K`` (VFT), ``arrhenius_T_range_K``,
-        ``vft_T_range_K`` and ``T_x_K``; NaN entries are skipped.
+      tau_fits: per species (list of 2) a dict with ``ln_tau0``, ``E_low_K``, ``E_high_K``,
+        ``T_x_K`` and ``T_x_K_err`` (softness.arrhenius.kinked_arrhenius); NaN entries are
+        skipped.
+      tau_softness: per species (list of 2) a dict with ``tau_S_fs`` [nT], the relaxation time
+        the softness model predicts (softness.arrhenius.predicted_mean_P_R), and ``offset``, the
+        fitted ln tau_alpha - ln tau_S; drawn as tau_S e^offset (dotted), optional.
       n_arrhenius: number of lowest temperatures in the fits made here.
 
     Returns:
@@ -198,22 +202,28 @@ def relaxation_figure(temperatures_K, tau_alpha_fs, D_A2_per_fs, *, D_err_A2_per
         ok = reached[:, s] & np.isfinite(tau[:, s])
         ax_tau.plot(x[ok], tau[ok, s], m, color=c, label=name)
         fit = None if tau_fits is None else tau_fits[s]
-        if fit is not None and np.isfinite(fit.get("E_A_K", np.nan)):
-            ax_tau.plot(x_line, np.exp(fit["ln_tau0"] + fit["E_A_K"] / t_line), "--", color=c, lw=1,
-                        label=f"{name} Arrhenius (low T): {_ev(fit['E_A_K']):.2f} eV")
+        kinked = ("ln_tau0", "E_low_K", "E_high_K", "T_x_K")
+        if fit is not None and np.all(np.isfinite([fit.get(k, np.nan) for k in kinked])):
+            x_x = 1000.0 / fit["T_x_K"]  # in 1000 / T, like x_line
+            ln_tau = (fit["ln_tau0"] + fit["E_low_K"] * np.maximum(x_line, x_x) / 1000.0
+                      + fit["E_high_K"] * np.minimum(x_line - x_x, 0.0) / 1000.0)
+            ax_tau.plot(x_line, np.exp(ln_tau), "--", color=c, lw=1,
+                        label=f"{name} fit: {_ev(fit['E_low_K']):.2f} eV below T$_x$, "
+                              f"{_ev(fit['E_high_K']):.2f} eV above")
         elif fit is None:
             a, b, used = arrhenius_fit_lowest(t[ok], tau[ok, s], n_arrhenius)
             if np.isfinite(b):
                 ax_tau.plot(x_line, np.exp(a + b / t_line), "--", color=c, lw=1,
                             label=f"{name} Arrhenius, {used.size} lowest T: {_ev(b):.2f} eV")
-        if fit is not None and np.isfinite(fit.get("B_K", np.nan)):
-            above = t_line > fit["T_VFT_K"] * 1.02
-            vft = np.exp(fit["vft_ln_tau0"] + fit["B_K"] / (t_line[above] - fit["T_VFT_K"]))
-            ax_tau.plot(x_line[above], vft, ":", color=c, lw=1.3,
-                        label=f"{name} VFT (high T): T$_{{VFT}}$ = {fit['T_VFT_K']:.0f} K")
+        pred = None if tau_softness is None else tau_softness[s]
+        if pred is not None and np.isfinite(pred["offset"]) and np.any(np.isfinite(pred["tau_S_fs"])):
+            ax_tau.plot(x, np.asarray(pred["tau_S_fs"], dtype=float) * np.exp(pred["offset"]), ":", color=c,
+                        lw=1.2, label=f"{name} from softness, " + r"$\tau_S\,e^{c}$")
         if fit is not None and np.isfinite(fit.get("T_x_K", np.nan)) and fit["T_x_K"] > 0:
+            err = fit.get("T_x_K_err", np.nan)
             ax_tau.axvline(1000.0 / fit["T_x_K"], color=c, lw=0.8, alpha=0.6,
-                           label=f"{name} crossover T$_x$ = {fit['T_x_K']:.0f} K")
+                           label=f"{name} crossover T$_x$ = {fit['T_x_K']:.0f}"
+                                 + (f" ± {err:.0f} K" if np.isfinite(err) else " K"))
         if d_err is not None:
             ax_d.errorbar(x, diff[:, s], yerr=d_err[:, s], fmt=m, color=c, label=name)
         else:
@@ -270,16 +280,18 @@ def relaxation_from_files(dynamics_paths, arrhenius_path=None, **kwargs) -> Figu
     d = read_dynamics(dynamics_paths)
     if not d:
         raise SoftnessError("no dynamics files to plot.")
-    tau_fits = None
+    tau_fits = tau_softness = None
     if arrhenius_path is not None:
         a = read_arrhenius(arrhenius_path)
-        tau_fits = [{"ln_tau0": a["tau_fit/arrhenius/ln_tau0"][s], "E_A_K": a["tau_fit/arrhenius/E_A_K"][s],
-                     "vft_ln_tau0": a["tau_fit/vft/ln_tau0"][s], "B_K": a["tau_fit/vft/B_K"][s],
-                     "T_VFT_K": a["tau_fit/vft/T_VFT_K"][s], "T_x_K": a["tau_fit/T_x_K"][s]}
+        tau_fits = [{key: a[f"tau_fit/{key}"][s] for key in ("ln_tau0", "E_low_K", "E_high_K", "T_x_K",
+                                                              "T_x_K_err")}
                     for s in range(2)]
+        if "closure/tau_S_fs" in a and np.array_equal(a["temperature_K"], d["temperature_K"]):
+            tau_softness = [{"tau_S_fs": a["closure/tau_S_fs"][s], "offset": a["closure/tau_alpha/offset"][s]}
+                            for s in range(2)]
     return relaxation_figure(d["temperature_K"], d["tau_alpha_fs"], d["D_A2_per_fs"],
                              D_err_A2_per_fs=d["D_err_A2_per_fs"], tau_alpha_reached=d["tau_alpha_reached"],
-                             tau_fits=tau_fits, **kwargs)
+                             tau_fits=tau_fits, tau_softness=tau_softness, **kwargs)
 
 
 # ---------------------------------------------------------------------------- the Arrhenius product
@@ -291,8 +303,7 @@ ARRHENIUS_KEYS = (
     "lines/e0_K", "lines/e1_K", "lines/Sigma0", "lines/Sigma1",
     "mean_softness/mean", "mean_softness/err", "mean_softness/a", "mean_softness/b_per_K",
     "crossover/T_mid_K", "crossover/E_app_rate_K", "crossover/E_app_rate_K_err", "crossover/E_app_tau_K",
-    "tau_fit/arrhenius/ln_tau0", "tau_fit/arrhenius/E_A_K", "tau_fit/vft/ln_tau0", "tau_fit/vft/B_K",
-    "tau_fit/vft/T_VFT_K", "tau_fit/T_x_K",
+    "tau_fit/ln_tau0", "tau_fit/E_low_K", "tau_fit/E_high_K", "tau_fit/T_x_K", "tau_fit/T_x_K_err",
 )
 
 
@@ -302,13 +313,19 @@ def read_arrhenius(path) -> dict:
         require(f, *ARRHENIUS_KEYS, what="arrhenius")
         out = {key: f[key][()] for key in ARRHENIUS_KEYS}
         out["T_train_K"] = float(f.attrs.get("T_train_K", np.nan))
+        # Temperatures with no cage jumps to count (absent from older products: none flagged).
+        out["flagged_temperature"] = (f["flagged_temperature"][()] if "flagged_temperature" in f
+                                      else np.zeros((2, out["temperature_K"].size), bool))
+        for key in ("closure/tau_S_fs", "closure/tau_alpha/offset"):  # the relaxation from softness
+            if key in f:
+                out[key] = f[key][()]
     return out
 
 
 # ---------------------------------------------------------------------------- figure 2: P_R(S, T)
 
 def rearrangement_probability_figure(temperatures_K, S_centres, P_R, *, ln_P_R_err=None, usable=None,
-                                     Sigma=None, DeltaE_K=None, max_bins: int = 6) -> Figure:
+                                     Sigma=None, DeltaE_K=None, flagged=None, max_bins: int = 6) -> Figure:
     """P_R(S, T) against 1000 / T for several softness bins, per species, with Arrhenius fits.
 
     Args:
@@ -319,6 +336,8 @@ def rearrangement_probability_figure(temperatures_K, S_centres, P_R, *, ln_P_R_e
       usable: [2, nT, nS] bool, optional: points with enough events to enter the fits (filled);
         others are drawn open.
       Sigma, DeltaE_K: [2, nS] fitted ln P_R = Sigma - DeltaE / T per bin (NaN: not fitted).
+      flagged: [2, nT] bool, optional: temperatures with no cage jumps to count (tau_alpha not
+        well above t_R), drawn open in grey whatever their counts.
       max_bins: at most this many bins per species, evenly spread over those with data.
 
     Returns:
@@ -331,8 +350,11 @@ def rearrangement_probability_figure(temperatures_K, S_centres, P_R, *, ln_P_R_e
     x = 1000.0 / t
     x_line = np.linspace(x.min() * 0.97, x.max() * 1.03, 100)
     fig, axes = new_figure(2, width=4.4, height=3.8)
+    no_jumps = np.zeros((2, t.size), bool) if flagged is None else np.asarray(flagged, bool)
+    no_jumps = no_jumps.reshape(2, t.size)
     for sp, ax in enumerate(axes[0]):
         p = p_all[sp]
+        grey_label = "no cage jumps (not fitted)"
         with_data = np.flatnonzero(np.sum(np.isfinite(p) & (p > 0), axis=0) > 0)
         if with_data.size > max_bins:
             pick = np.unique(np.round(np.linspace(0, with_data.size - 1, max_bins)).astype(int))
@@ -345,11 +367,15 @@ def rearrangement_probability_figure(temperatures_K, S_centres, P_R, *, ln_P_R_e
                 yerr = np.stack([p[:, k] * (1 - np.exp(-e)), p[:, k] * (np.exp(e) - 1)])
             else:
                 yerr = None
-            for sel, face in ((use, colour), (~use, "none")):
+            off = no_jumps[sp]
+            for sel, edge, face in ((use & ~off, colour, colour), (~use & ~off, colour, "none"),
+                                    (off, "0.6", "none")):
                 if np.any(sel):
+                    label = f"S = {s_all[sp, k]:+.2f}" if face is colour else None
+                    if edge == "0.6":
+                        label, grey_label = grey_label, None
                     ax.errorbar(x[sel], p[sel, k], yerr=None if yerr is None else yerr[:, sel], fmt="o",
-                                ms=4, color=colour, mfc=face,
-                                label=f"S = {s_all[sp, k]:+.2f}" if face is colour else None)
+                                ms=4, color=edge, mfc=face, label=label)
             if Sigma is not None and DeltaE_K is not None:
                 sig, de = np.asarray(Sigma)[sp, k], np.asarray(DeltaE_K)[sp, k]
                 if np.isfinite(sig) and np.isfinite(de):
@@ -369,7 +395,7 @@ def rearrangement_probability_from_file(arrhenius_path, **kwargs) -> Figure:
     return rearrangement_probability_figure(a["temperature_K"], a["bins/S_mean"], a["P_R"],
                                             ln_P_R_err=a["ln_P_R_err"], usable=a["usable"],
                                             Sigma=a["bin_fit/Sigma"], DeltaE_K=a["bin_fit/DeltaE_K"],
-                                            **kwargs)
+                                            flagged=a["flagged_temperature"], **kwargs)
 
 
 # ---------------------------------------------------------------------------- figure 3: DeltaE(S), Sigma(S)

@@ -92,6 +92,7 @@ CROSS_KEY_CASES = [
     ({"quench": {"T_min_K": 3600.0}}, "_quench_temperatures", ("quench.T_min_K", "temperatures_K")),
     ({"temperatures_K": [3500, 4500, 6100]}, "_melt_temperatures", ("temperatures_K", "quench.T_melt_K")),
     ({"train": {"T_train_K": 4000}}, "_training_temperature", ("train.T_train_K", "temperatures_K")),
+    ({"train": {"stability_T_K": 4000}}, "_stability_temperature", ("train.stability_T_K", "temperatures_K")),
     ({"quench": {"frame_interval_fs": 250.5}}, "_quench_frames_vs_timestep",
      ("quench.frame_interval_fs", "md.timestep_fs")),
     ({"md": {"timestep_fs": 3.0}}, "_quench_frames_vs_timestep",
@@ -103,6 +104,8 @@ CROSS_KEY_CASES = [
     ({"execution": {"md_replicas_per_job": 2}, "quench": {"ensemble": "npt"}}, "_replicas_vs_quench",
      ("execution.md_replicas_per_job", "quench.ensemble")),
     ({"hops": {"t_R_fs": 20.0}}, "_t_R_vs_frames", ("hops.t_R_fs", "run.frame_interval_fs")),
+    ({"arrhenius": {"P_R_window_fs": 10.0}}, "_P_R_window_vs_frames",
+     ("arrhenius.P_R_window_fs", "run.frame_interval_fs")),
     ({"hops": {"t_R_fs": 4100.0}}, "_t_R_vs_production", ("hops.t_R_fs", "run.production_time_fs")),
     ({"run": {"production_time_fs": 160.0}}, "_t_R_vs_production", ("hops.t_R_fs", "run.production_time_fs")),
     ({"hops": {"t_quiet_fs": 20.0}}, "_t_quiet_vs_frames", ("hops.t_quiet_fs", "run.frame_interval_fs")),
@@ -116,6 +119,8 @@ CROSS_KEY_CASES = [
     ({"train": {"cv_folds": 10, "n_per_class": 13}}, "_n_per_class_vs_folds",
      ("train.n_per_class", "train.cv_folds")),
     ({"dynamics": {"fit_lag_fractions": [0.5, 0.05]}}, "_fit_lag_fractions", ("dynamics.fit_lag_fractions",)),
+    ({"run": {"production_time_fs": {3500: 8000.0, 4500: 160.0, 6000: 4000.0}}}, "_t_R_vs_production",
+     ("hops.t_R_fs", "run.production_time_fs")),
 ]
 
 
@@ -187,6 +192,84 @@ def test_hops_rules_count_frames_as_the_stages_do():
     config.resolve(merged(ok, {"hops": {"t_R_fs": 3000.0, "t_quiet_fs": 1000.0}}))
     with pytest.raises(SoftnessError, match="hops.t_R_fs"):
         config.resolve(merged(ok, {"hops": {"t_R_fs": (201 // 2 + 1) * 2 * 20.0}}))
+
+
+# ---------------------------------------------------------------------------- run lengths per temperature
+
+def test_one_run_length_for_all_temperatures_is_what_it_was():
+    cfg = config.resolve(ci_config())
+    for T in cfg["temperatures_K"]:
+        assert config.run_time_fs(cfg, "production_time_fs", T) == 4000.0
+        assert config.run_time_fs(cfg, "equilibration_time_fs", T) == 1000.0
+        assert config.run_section(cfg, T) == cfg["run"]  # the run's identity is unchanged
+
+
+def test_run_lengths_per_temperature_are_looked_up_by_temperature():
+    # YAML gives int keys, JSON string keys; both are one temperature.
+    times = {3500: 8000.0, "4500": 6000.0, 6000.0: 4000.0, 7000: 1.0}  # (7000 K: not simulated, ignored)
+    cfg = config.resolve(merged(ci_config(), {"run": {"production_time_fs": times,
+                                                       "equilibration_time_fs": {3500: 3000.0, 4500: 1000.0,
+                                                                                 6000: 1000.0}}}))
+    assert cfg["run"]["production_time_fs"] == {3500.0: 8000.0, 4500.0: 6000.0, 6000.0: 4000.0, 7000.0: 1.0}
+    got = [config.run_time_fs(cfg, "production_time_fs", T) for T in (3500, 4500.0, 6000)]
+    assert got == [8000, 6000, 4000]
+    assert config.run_section(cfg, 3500) == {**cfg["run"], "production_time_fs": 8000.0,
+                                             "equilibration_time_fs": 3000.0}
+    # Between entries: ln(time) linear in 1/T; beyond them: the nearest end.
+    x = (1 / 5000 - 1 / 4500) / (1 / 6000 - 1 / 4500)
+    assert config.run_time_fs(cfg, "production_time_fs", 5000) == pytest.approx(6000 ** (1 - x) * 4000 ** x)
+    assert 4000 < config.run_time_fs(cfg, "production_time_fs", 5000) < 6000
+    assert config.run_time_fs(cfg, "production_time_fs", 3000) == 8000.0
+    assert config.run_time_fs(cfg, "production_time_fs", 8000) == 1.0
+    # The frames the cross-key rules count are those of the shortest run, as md.run_plan counts them.
+    from softness import md
+
+    assert config._production_frames(cfg) == 201
+    plans = {T: md.run_plan(cfg, T) for T in cfg["temperatures_K"]}
+    assert [p["n_prod"] for p in plans.values()] == [8000, 6000, 4000]
+    assert [p["n_eq"] for p in plans.values()] == [3000, 1000, 1000]
+    with pytest.raises(SoftnessError, match="'run.equilibration_time_fs' is given per temperature"):
+        md.run_plan(cfg)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"production_time_fs": {"cold": 4000.0}},
+     "config key 'run.production_time_fs' maps temperatures (K) to times, but 'cold' is not a temperature."),
+    ({"production_time_fs": {3500: 4000.0, "3500": 5000.0}},
+     "config key 'run.production_time_fs' gives 3500 K twice."),
+    ({"production_time_fs": {3500: -1.0, 4500: 4000.0, 6000: 4000.0}},
+     "config key 'run.production_time_fs' must be a time in fs (> 0) or a non-empty mapping from temperature "
+     "(K) to such times, not {3500.0: -1.0, 4500.0: 4000.0, 6000.0: 4000.0}."),
+    ({"equilibration_time_fs": -1.0},
+     "config key 'run.equilibration_time_fs' must be a time in fs (>= 0) or a non-empty mapping from "
+     "temperature (K) to such times, not -1.0."),
+])
+def test_bad_run_lengths_are_refused_in_one_sentence(bad, message):
+    with pytest.raises(SoftnessError) as err:
+        config.resolve(merged(ci_config(), {"run": bad}))
+    assert str(err.value) == message and one_sentence(message)
+
+
+def test_md_jobs_group_only_temperatures_with_equal_run_lengths():
+    temps = [5000, 3000, 3700, 4200, 3300]
+    one_length = {"production_time_fs": 5e4, "equilibration_time_fs": 2e4}
+    cfg = config.resolve({"temperatures_K": temps, "run": one_length})
+    # One length for all: consecutive temperatures, lowest first, as before.
+    assert config.md_run_groups(cfg, 2) == [[3000, 3300], [3700, 4200], [5000]]
+    assert config.md_run_groups(cfg, 1) == [[T] for T in sorted(temps)]
+    prod = {3000: 2e5, 3300: 1e5, 3700: 5e4, 4200: 5e4, 5000: 5e4}
+    eq = {3000: 5e4, 3300: 2e4, 3700: 2e4, 4200: 2e4, 5000: 1e4}
+    cfg = config.resolve({"temperatures_K": temps, "run": {**one_length, "production_time_fs": prod},
+                          "execution": {"md_replicas_per_job": 3}})
+    assert config.md_run_groups(cfg) == [[3000], [3300], [3700, 4200, 5000]]
+    cfg = config.resolve({"temperatures_K": temps,
+                          "run": {"production_time_fs": prod, "equilibration_time_fs": eq}})
+    assert config.md_run_groups(cfg, 3) == [[3000], [3300], [3700, 4200], [5000]]
+    # Every group runs one plan (md.run_temperatures refuses any other).
+    from softness import md
+
+    for job in config.md_run_groups(cfg, 3):
+        assert all(md.run_plan(cfg, T) == md.run_plan(cfg, job[0]) for T in job)
 
 
 # Representative rules through Snakemake: refused at DAG start, before any job, naming both keys.

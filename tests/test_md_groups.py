@@ -197,3 +197,30 @@ def test_temperatures_and_outputs_must_pair_up(group, tmp_path):
         md.run_temperatures(cfg, d / "quench.h5", TEMPS, [tmp_path / "a.h5"])
     with pytest.raises(SoftnessError, match="a temperature is given twice: 3500, 3500 K"):
         md.run_temperatures(cfg, d / "quench.h5", [3500.0, 3500.0], [tmp_path / "a.h5", tmp_path / "b.h5"])
+
+
+def test_each_temperature_runs_its_own_length(group, tmp_path):
+    """run.production_time_fs per temperature: a run takes its own length (the run of the shared
+    length cut short, frame for frame), a group of unequal lengths is refused before any work, and
+    a temperature whose length is unchanged keeps its identity (its checkpoint continues)."""
+    cfg, d = group
+    per_T = config.resolve({**GROUP, "run": {**GROUP["run"],
+                                             "production_time_fs": {3500: 600.0, 4500: 1200.0}}})
+    outs = [tmp_path / f"T{T:g}.h5" for T in TEMPS]
+    with pytest.raises(SoftnessError, match=r"^the runs at 3500, 4500 K have different lengths"):
+        md.run_temperatures(per_T, d / "quench.h5", TEMPS, outs)
+    assert not any(tmp_path.iterdir())
+    md.run_temperature(per_T, d / "quench.h5", 3500.0, outs[0])
+    got, full = _datasets(outs[0]), _datasets(d / "alone3500.h5")
+    assert len(got["particles/all/position/value"]) == 600 // 20 + 1
+    for name in ("particles/all/position/value", "particles/all/image/value",
+                 "observables/potential_energy/value"):
+        assert_array_equal(got[name], full[name][:31], err_msg=name)
+    with h5py.File(outs[0]) as f:
+        assert f.attrs["production_time_fs"] == 600.0 and f.attrs["equilibration_time_fs"] == 400.0
+
+    def identity(c, T):
+        return md._Member(c, md.run_plan(c, T), d / "quench.h5", T, tmp_path / "id.h5", None).identity
+
+    assert identity(per_T, 4500.0) == identity(cfg, 4500.0)
+    assert identity(per_T, 3500.0) != identity(cfg, 3500.0)

@@ -166,10 +166,10 @@ def _synthetic_arrhenius(path, t, s):
         "crossover/T_mid_K": t_mid, "crossover/E_app_rate_K": e_app,
         "crossover/E_app_rate_K_err": np.stack([np.full(t.size - 1, 500.0), np.full(t.size - 1, 300.0)]),
         "crossover/E_app_tau_K": np.stack([np.full(t.size - 1, 25000.0), np.full(t.size - 1, 21000.0)]),
-        "tau_fit/arrhenius/ln_tau0": np.array([4.0, 4.2]),
-        "tau_fit/arrhenius/E_A_K": np.array([25000.0, 24000.0]),
-        "tau_fit/vft/ln_tau0": np.array([6.0, 6.1]), "tau_fit/vft/B_K": np.array([4000.0, 3900.0]),
-        "tau_fit/vft/T_VFT_K": np.array([1800.0, 1700.0]), "tau_fit/T_x_K": np.array([3600.0, np.nan]),
+        "tau_fit/ln_tau0": np.array([4.0, 4.2]), "tau_fit/E_low_K": np.array([25000.0, 24000.0]),
+        "tau_fit/E_high_K": np.array([12000.0, 11000.0]), "tau_fit/T_x_K": np.array([3600.0, np.nan]),
+        "tau_fit/T_x_K_err": np.array([120.0, np.nan]),
+        "flagged_temperature": np.zeros((2, t.size), bool),
     }
     with h5py.File(path, "w") as f:
         for key, value in data.items():
@@ -217,11 +217,33 @@ def test_figures_from_an_arrhenius_product(tmp_path):
         _dynamics_file(dyn[-1], t[k], tau[k], diff[k])
     fig = _saved(plotting.relaxation_from_files(dyn, path), tmp_path, "relaxation")
     legend = " ".join(txt.get_text() for txt in fig.axes[0].get_legend().texts)
-    assert "VFT" in legend and "3600 K" in legend
+    assert "below T$_x$" in legend and "3600 ± 120 K" in legend
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
         f["x"] = 1
     with pytest.raises(SoftnessError, match="no 'temperature_K'"):
         plotting.read_arrhenius(tmp_path / "foreign.h5")
+
+
+def test_temperatures_without_cage_jumps_are_grey_in_the_P_R_figure(tmp_path):
+    t = np.linspace(2500, 5000, 6)
+    s = np.tile(np.linspace(-2, 2, 8), (2, 1))
+    path = tmp_path / "arrhenius.h5"
+    d = _synthetic_arrhenius(path, t, s)
+    with h5py.File(path, "a") as f:  # O at the hottest temperature: flagged, so not usable either
+        f["flagged_temperature"][1, -1] = True
+        f["usable"][1, -1] = False
+    fig = plotting.rearrangement_probability_from_file(path, max_bins=8)
+    ax_si, ax_o = fig.axes[:2]
+    assert "no cage jumps (not fitted)" not in _series(ax_si)
+    grey = [c for c in ax_o.containers if c.lines[0].get_color() == "0.6"]
+    assert len(grey) == 8 and grey[0].get_label() == "no cage jumps (not fitted)"
+    for k, c in enumerate(grey):
+        assert_allclose(c.lines[0].get_xdata(), [1000 / t[-1]])
+        assert_allclose(c.lines[0].get_ydata(), [d["P_R"][1, -1, k]])
+        assert c.lines[0].get_markerfacecolor() == "none"
+    # The other O points keep their bins' colours.
+    x_o = _series(ax_o)[f"S = {s[1, 3]:+.2f}"][0]
+    assert_allclose(x_o, 1000 / t[:-1])
 
 
 def _series(ax):
@@ -305,12 +327,16 @@ def test_every_figure_draws_each_species_own_data(tmp_path):
     for sp, name in enumerate(("Si", "O")):
         assert_allclose(st[name][1], tau[:, sp])
         assert_allclose(sd[name][1], diff[:, sp])
-        (lx, ly), = [v for k, v in st.items() if k.startswith(f"{name} Arrhenius (low T)")]
-        assert_allclose(ly, np.exp(d["tau_fit/arrhenius/ln_tau0"][sp]
-                                   + d["tau_fit/arrhenius/E_A_K"][sp] * lx / 1000))
-        (lx, ly), = [v for k, v in st.items() if k.startswith(f"{name} VFT")]
-        assert_allclose(ly, np.exp(d["tau_fit/vft/ln_tau0"][sp]
-                                   + d["tau_fit/vft/B_K"][sp] / (1000 / lx - d["tau_fit/vft/T_VFT_K"][sp])))
+        if sp == 1:  # O has no crossover fit (NaN): no line
+            assert not [k for k in st if k.startswith(f"{name} fit")]
+            continue
+        (lx, ly), = [v for k, v in st.items() if k.startswith(f"{name} fit")]
+        ln_tau0, e_low, e_high, t_x = (d[f"tau_fit/{k}"][sp]
+                                       for k in ("ln_tau0", "E_low_K", "E_high_K", "T_x_K"))
+        cold = 1000 / lx <= t_x
+        assert cold.any() and (~cold).any()
+        assert_allclose(ly[cold], np.exp(ln_tau0 + e_low * lx[cold] / 1000))
+        assert_allclose(ly[~cold], np.exp(ln_tau0 + e_low / t_x + e_high * (lx[~cold] / 1000 - 1 / t_x)))
 
     rng = np.random.default_rng(4)
     species = rng.permutation(np.repeat([0, 1], [40, 80]))

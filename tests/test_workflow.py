@@ -385,10 +385,13 @@ def _check_model_against_its_examples(results, cfg):
             assert m["accuracy_err"][sp] == pytest.approx(np.sqrt(acc * (1 - acc) / n))
             # The chosen C has the best cross-validated accuracy of the grid.
             assert m["C"][sp] == m["C_grid"][int(np.argmax(m["cv_accuracy_mean"][sp]))]
-            # S = (w . x_std + b) / |w| on every atom of this species and frame.
+            # S = (w . x_std + b) / (|w| sigma_S) on every atom of this species and frame, with
+            # sigma_S the spread of the plain distance over all of them: S has std 1 at T_train.
             x_std = (x[:, species == sp] - mean[sp]) / scale[sp]
+            distance = (x_std @ w[sp] + b[sp]) / np.linalg.norm(w[sp])
+            assert m["softness_scale"][sp] == pytest.approx(distance.std(), rel=1e-3)
             np.testing.assert_allclose(fs["softness"][()][:, species == sp],
-                                       (x_std @ w[sp] + b[sp]) / np.linalg.norm(w[sp]), rtol=1e-4, atol=1e-4)
+                                       distance / m["softness_scale"][sp], rtol=1e-4, atol=1e-4)
 
 
 def test_report_has_every_figure_and_caption(finished_run, tmp_path):
@@ -456,13 +459,17 @@ STAGE_READS = {
     "hops": {"hops"},
     "dynamics": {"dynamics"},
     "train": {"seed", "train"},
+    "stability": {"seed", "train"},
+    "planted": {"seed", "train", "hops", "arrhenius"},
     "apply": set(),
     "arrhenius": {"seed", "arrhenius"},
 }
 #: The rules whose products each rule reads.
 RULE_INPUTS = {
     "quench": set(), "md_run": {"quench"}, "features": {"md_run"}, "hops": {"md_run"}, "dynamics": {"md_run"},
-    "train": {"features", "hops"}, "apply": {"train", "features"}, "arrhenius": {"apply", "hops", "dynamics"},
+    "train": {"features", "hops"}, "stability": {"train", "features", "hops"},
+    "planted": {"features", "dynamics", "train"},
+    "apply": {"train", "features"}, "arrhenius": {"apply", "hops", "dynamics", "train", "stability"},
     "figure_relaxation": {"dynamics", "arrhenius"}, "figure_rearrangement_probability": {"arrhenius"},
     "figure_barriers": {"arrhenius"}, "figure_crossover": {"arrhenius"},
     "figure_pair_correlation": {"md_run"},

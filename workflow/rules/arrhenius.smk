@@ -7,6 +7,8 @@ rule arrhenius:
         softness=expand("results/T{T}/softness.h5", T=TEMPERATURES),
         hops=expand("results/T{T}/hops.h5", T=TEMPERATURES),
         dynamics=expand("results/T{T}/dynamics.h5", T=TEMPERATURES),
+        model="results/model.h5",
+        stability="results/stability.h5",
     output:
         arrhenius="results/arrhenius.h5",
         summary="results/summary.json",
@@ -26,4 +28,5 @@ rule arrhenius:
         "../../environment.yml"
     shell:
         "softness arrhenius --config {params.config} --softness {input.softness} --hops {input.hops} "
-        "--dynamics {input.dynamics} --out {output.arrhenius} --summary {output.summary} > {log} 2>&1"
+        "--dynamics {input.dynamics} --model {input.model} --stability {input.stability} "
+        "--out {output.arrhenius} --summary {output.summary} > {log} 2>&1"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from softness.config import training_temperature
+from softness.config import md_run_groups, run_section, run_time_fs, training_temperature
 
 # ---------------------------------------------------------------------------- temperatures
 
@@ -24,17 +24,17 @@ TEMPERATURES = [temperature_label(T) for T in config["temperatures_K"]]
 T_TRAIN = temperature_label(training_temperature(config))
 
 
-def md_groups(temperatures, per_job):
-    """{group name: temperature labels}: consecutive temperatures, lowest first, per_job at a
-    time; None for one job per temperature."""
-    if per_job == 1:
+def md_groups(cfg):
+    """{group name: temperature labels}: temperatures of equal run lengths, lowest first,
+    execution.md_replicas_per_job at a time (softness.config.md_run_groups); None for one job per
+    temperature."""
+    if cfg["execution"]["md_replicas_per_job"] == 1:
         return None
-    ordered = sorted(temperatures, key=float)
-    groups = [ordered[i:i + per_job] for i in range(0, len(ordered), per_job)]
+    groups = [[temperature_label(T) for T in g] for g in md_run_groups(cfg)]
     return {"T" + "_".join(g): g for g in groups}
 
 
-MD_GROUPS = md_groups(TEMPERATURES, config["execution"]["md_replicas_per_job"])
+MD_GROUPS = md_groups(config)
 MD_GROUP_OF = {T: name for name, g in (MD_GROUPS or {}).items() for T in g}
 
 wildcard_constraints:
@@ -66,7 +66,13 @@ def quench_config():
     grid = [first + k * QUENCH_SNAPSHOT_STEP_K
             for k in range(int((q["T_melt_K"] - first) // QUENCH_SNAPSHOT_STEP_K) + 1)]
     temperatures = sorted({float(t) for t in grid} | {float(t) for t in config["temperatures_K"]})
-    return {**config, "temperatures_K": [int(t) if t.is_integer() else t for t in temperatures]}
+    # Run lengths given per temperature cover temperatures_K, not the snapshot grid: the quench
+    # does not use them, so it gets the shortest as one number (the checks of the hops windows
+    # against the run stay those of the study).
+    run = {**config["run"], **{key: min(run_time_fs(config, key, T) for T in config["temperatures_K"])
+                              for key in ("equilibration_time_fs", "production_time_fs")
+                              if isinstance(config["run"][key], dict)}}
+    return {**config, "temperatures_K": [int(t) if t.is_integer() else t for t in temperatures], "run": run}
 
 
 def _write_if_changed(path, data):
@@ -94,6 +100,14 @@ def science(*keys, cfg=None):
     return json.dumps({k: cfg[k] for k in keys}, sort_keys=True)
 
 
+def run_science(T):
+    """science() of the run at temperature label T: the run section as that run sees it
+    (softness.config.run_section), so that a run length given per temperature restales only
+    that temperature's products; with one number for all it is the whole run section."""
+    return science("seed", "precision", "system", "potential", "md", "run",
+                   cfg={**config, "run": run_section(config, float(T))})
+
+
 # ---------------------------------------------------------------------------- resources
 # Rough estimates for schedulers (runtime in minutes, memory in MB); profiles override them
 # per rule. The MD estimate assumes one CPU core (about 3e5 atom-steps per second for BKS
@@ -103,13 +117,27 @@ N_ATOMS = 3 * config["system"]["n_sio2"]
 _STEPS_QUENCH = (config["quench"]["melt_time_fs"]
                  + (config["quench"]["T_melt_K"] - config["quench"]["T_min_K"])
                  / config["quench"]["cooling_rate_K_per_ps"] * 1000.0) / config["md"]["timestep_fs"]
-_STEPS_RUN = (config["run"]["equilibration_time_fs"]
-              + config["run"]["production_time_fs"]) / config["md"]["timestep_fs"]
-N_FRAMES = int(config["run"]["production_time_fs"] // config["run"]["frame_interval_fs"]) + 1
+
+
+def run_steps(T):
+    """MD steps of the run at temperature T (equilibration and production)."""
+    return (run_time_fs(config, "equilibration_time_fs", T)
+            + run_time_fs(config, "production_time_fs", T)) / config["md"]["timestep_fs"]
+
+
+# Run lengths may depend on temperature: per-product memory is sized for the longest run.
+N_FRAMES = int(max(run_time_fs(config, "production_time_fs", T) for T in config["temperatures_K"])
+               // config["run"]["frame_interval_fs"]) + 1
 
 
 def md_runtime(steps):
     return max(10, math.ceil(3 * steps * N_ATOMS / 3e5 / 60))
+
+
+def run_runtime(labels):
+    """Runtime estimate (minutes) of an MD job with the temperatures ``labels``: the sum of
+    their runs' estimates, as on a CPU that runs replicas one after another."""
+    return sum(md_runtime(run_steps(float(T))) for T in labels)
 
 
 def frames_mb(values_per_atom, bytes_per_value=4):
@@ -122,7 +150,6 @@ N_FEATURES_ESTIMATE = 2 * (
     1 + int((config["features"]["radial_r_max_A"] - config["features"]["radial_r_min_A"])
             / config["features"]["radial_dr_A"])) + 3 * len(config["features"]["angular"])
 QUENCH_RUNTIME = md_runtime(_STEPS_QUENCH)
-RUN_RUNTIME = md_runtime(_STEPS_RUN)
 TRAJECTORY_MB = frames_mb(6)
 FEATURES_MB = frames_mb(N_FEATURES_ESTIMATE)
 

@@ -2,10 +2,11 @@
 # temperature. Resumable like the quench: rerunning after a kill (e.g. a cluster's wall
 # time) continues from the checkpoint instead of starting over.
 #
-# execution.md_replicas_per_job > 1 packs consecutive temperatures into one job that runs them
-# as replicas of one program (md_run_group, worth it on a GPU); each temperature still gets its
-# own product (md_run_member gives it its place, a hard link) and keeps its partial trajectory
-# and checkpoint next to that product, so a run resumes whether it ran alone or in a group.
+# execution.md_replicas_per_job > 1 packs consecutive temperatures (of equal run lengths: replicas
+# advance together) into one job that runs them as replicas of one program (md_run_group, worth
+# it on a GPU); each temperature still gets its own product (md_run_member gives it its place, a
+# hard link) and keeps its partial trajectory and checkpoint next to that product, so a run
+# resumes whether it ran alone or in a group.
 
 if MD_GROUPS is None:
 
@@ -21,11 +22,11 @@ if MD_GROUPS is None:
         params:
             config=RESOLVED_CONFIG,
             resume_from=lambda wildcards, output: md_checkpoint(output[0]),
-            science=science("seed", "precision", "system", "potential", "md", "run"),
+            science=lambda wildcards: run_science(wildcards.T),
         threads: 1
         resources:
             mem_mb=2000 + 2 * TRAJECTORY_MB,
-            runtime=RUN_RUNTIME,
+            runtime=lambda wildcards: run_runtime([wildcards.T]),
         conda:
             "../../environment.yml"
         shell:
@@ -54,11 +55,12 @@ else:
                 f"results/T{T}/trajectory.h5" for T in MD_GROUPS[wildcards.group]),
             checkpoints=lambda wildcards: " ".join(
                 md_checkpoint(f"results/T{T}/trajectory.h5") for T in MD_GROUPS[wildcards.group]),
-            science=science("seed", "precision", "system", "potential", "md", "run"),
+            # (the members of a group have equal run lengths, hence one run section)
+            science=lambda wildcards: run_science(MD_GROUPS[wildcards.group][0]),
         threads: 1
         resources:
             mem_mb=lambda wildcards: 2000 + 2 * TRAJECTORY_MB * len(MD_GROUPS[wildcards.group]),
-            runtime=lambda wildcards: RUN_RUNTIME * len(MD_GROUPS[wildcards.group]),
+            runtime=lambda wildcards: run_runtime(MD_GROUPS[wildcards.group]),
         conda:
             "../../environment.yml"
         shell:
