@@ -43,41 +43,128 @@ def stage_seconds(results: Path) -> dict[str, list[float]]:
     return dict(out)
 
 
+def _pm(entry, unit="", digits=3):
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    err = entry.get("error")
+    return f"{entry['value']:.{digits}g}" + (f" ± {err:.2g}" if err is not None else "") + unit
+
+
 def key_numbers(summary: dict) -> list[str]:
+    """The fitted softness picture and the tau_alpha crossover per species."""
     lines = []
     for sp, d in summary["species"].items():
-        def pm(entry, unit=""):
-            return f"{entry['value']:.3g} ± {entry['error']:.2g}{unit}"
-
-        tx = d.get("tau_alpha", {}).get("T_crossover", {})
+        tau = d.get("tau_alpha", {})
         lines.append(
-            f"{sp}: DeltaE(S) = ({pm(d['e0']['eV'])}) - ({pm(d['e1']['eV'])}) S eV, "
-            f"Sigma(S) = ({pm(d['Sigma0'])}) - ({pm(d['Sigma1'])}) S, T0 = {pm(d['T0'], ' K')}; "
-            f"<S>(T) slope b = {pm(d['mean_softness']['b'], ' 1/K')}"
-            + (f"; tau_alpha crossover T_x = {tx['value']:.0f} K" if tx.get("value") is not None else ""))
+            f"{sp}: DeltaE(S) = ({_pm(d['e0']['eV'])}) - ({_pm(d['e1']['eV'])}) S eV, "
+            f"Sigma(S) = ({_pm(d['Sigma0'])}) - ({_pm(d['Sigma1'])}) S (S in units of its standard "
+            f"deviation at T_train), T0 = {_pm(d['T0'], ' K')}"
+            + (" (inside the fitted temperatures)" if d["T0"].get("inside_fitted_range") else "")
+            + f"; bins fitted / populated (curved): {d['n_bins_fitted']} / {d['n_bins_populated']} "
+              f"({d['n_bins_curved']}); <S>(T) slope b = {_pm(d['mean_softness']['b'], ' 1/K')}")
+        if tau:
+            lines.append(
+                f"{sp}: tau_alpha kinked fit: E_low = {_pm(tau['E_low']['eV'], ' eV')} below T_x = "
+                f"{_pm(tau['T_crossover'], ' K', 4)}, E_high = {_pm(tau['E_high']['eV'], ' eV')} above "
+                f"({tau['n_below']} / {tau['n_above']} temperatures, "
+                f"chi2/dof {_pm({'value': tau['chi2_dof']})}, kink: {tau['kink']})")
+        rel = d.get("relaxation_from_softness")
+        if rel:
+            closures = [(k, rel[k]) for k in ("tau_alpha", "inverse_D") if rel[k]["chi2"] is not None]
+            parts = [f"{label.replace('_', ' ')}: chi2 = {c['chi2']:.3g} for {c['dof']} dof"
+                     + (f" (p = {c['p_value']:.2g})" if c["p_value"] is not None else "")
+                     for label, c in closures]
+            lines.append(f"{sp}: relaxation time predicted from softness, tau_S = Delta / <P_R>, against "
+                         + "; ".join(parts))
+        flagged = d.get("flagged_temperatures", [])
+        if flagged:
+            lines.append(f"{sp}: temperatures left out of the P_R fits: "
+                         + "; ".join(f"{x['T_K']:g} K ({x['reason']})" for x in flagged))
     return lines
 
 
-def usable_temperatures(arrhenius_h5: Path) -> list[str]:
-    """Per species, the softness bins whose P_R entered the Arrhenius fits, at each temperature."""
+def verdicts(summary: dict) -> list[str]:
+    """The four claims, one line each: status and statement."""
+    out = []
+    for claim, v in summary.get("verdicts", {}).items():
+        if isinstance(v, dict) and "status" in v:
+            out.append(f"claim ({claim}): **{v['status']}**. {v.get('statement', '')}")
+    return out
+
+
+def per_temperature(arrhenius_h5: Path) -> list[str]:
+    """Per species: mean P_R at each temperature, and the softness bins whose P_R entered the fits."""
     import h5py
+    import numpy as np
 
     with h5py.File(arrhenius_h5, "r") as f:
         t, usable = f["temperature_K"][()], f["usable"][()]  # [T], [2, T, B]
-    return [f"{sp}: bins with usable P_R (not saturated, enough events) per temperature: "
-            + ", ".join(f"{temp:g} K {n}/{usable.shape[2]}" for temp, n in zip(t, usable[k].sum(axis=1),
-                                                                              strict=True))
-            for k, sp in enumerate(("Si", "O"))]
+        p_mean = f["rate/P_R_mean"][()]
+        tau = f["dynamics/tau_alpha_fs"][()]
+        key = "dynamics/tau_alpha_err_fs"
+        tau_err = f[key][()] if key in f else np.full_like(tau, np.nan)
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["species_names"][()]]
+    lines = []
+    for k, sp in enumerate(names):
+        lines.append(f"{sp}: tau_alpha (ps): " + ", ".join(
+            f"{temp:g} K {tau[k, i] / 1e3:.3g} ± {tau_err[k, i] / 1e3:.1g}" for i, temp in enumerate(t)))
+        lines.append(f"{sp}: mean P_R per window: " + ", ".join(
+            f"{temp:g} K {p_mean[k, i]:.3g}" for i, temp in enumerate(t)))
+        lines.append(f"{sp}: bins with usable P_R per temperature: " + ", ".join(
+            f"{temp:g} K {n}/{usable.shape[2]}" for temp, n in zip(t, usable[k].sum(axis=1), strict=True)))
+    return lines
 
 
-def markdown(wall_s, cores, load, stages, figures, numbers, command) -> str:
+def classifier_numbers(results: Path) -> list[str]:
+    """Held-out quality of the model, its stability at a second temperature, the planted-barrier test."""
+    import h5py
+
+    lines = []
+    model = results / "model.h5"
+    if model.exists():
+        with h5py.File(model, "r") as f:
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["species_names"][()]]
+            q = f["quality"] if "quality" in f else None
+            for k, sp in enumerate(names):
+                text = f"{sp}: held-out accuracy {f['accuracy'][k]:.3f} ± {f['accuracy_err'][k]:.3f}"
+                if q is not None:
+                    text += (f", ROC AUC {q['roc_auc'][k]:.3f} ± {q['roc_auc_err'][k]:.3f}, balanced "
+                             f"accuracy {q['balanced_accuracy'][k]:.3f}, P(S > 0 | rearranging) "
+                             f"{q['P_S_positive_given_rearranging'][k]:.3f}, "
+                             f"P(S > 0) {q['P_S_positive'][k]:.3f}")
+                lines.append(text + f" (T_train {f.attrs['T_train_K']:g} K)")
+    stab = results / "stability.h5"
+    if stab.exists():
+        with h5py.File(stab, "r") as f:
+            lines.append(f"hyperplane retrained at {f.attrs['temperature_K']:g} K: cosine of the normals "
+                         + ", ".join(f"{c:.3f}" for c in f["cosine"][()]) + "; correlation of S "
+                         + ", ".join(f"{c:.3f}" for c in f["pearson_S"][()]) + " (Si, O)")
+    planted = results / "planted.json"
+    if planted.exists():
+        p = json.loads(planted.read_text())
+        for sp, d in p["species"].items():
+            for run in ("learned", "oracle"):
+                parts = []
+                for key in ("e1_K", "Sigma1", "inv_T0_per_K"):
+                    q = d[run][key]
+                    if q.get("recovered") is None:
+                        continue
+                    parts.append(f"{key} {q['planted']:.3g} -> {q['recovered']:.3g} ± {q['error']:.2g} "
+                                 f"(pull {q['pull']:+.1f})" if q.get("pull") is not None else f"{key} n/a")
+                lines.append(f"{sp}: planted-barrier test, {run} softness ({d[run]['n_bins_in_lines']} bins, "
+                             f"{d[run]['n_bins_curved']} curved): " + "; ".join(parts)
+                             + (f"; cosine(planted, learned) {d['alignment'].get('cosine', float('nan')):.3f}"
+                                if run == "learned" and "cosine" in d["alignment"] else ""))
+    return lines
+
+
+def markdown(wall_s, cores, load, stages, figures, numbers, command, study) -> str:
     total = sum(sum(v) for v in stages.values())
     lines = [
         "## Default pipeline",
         "",
-        "`benchmarks/default_pipeline.py`: the default config (`config/config.yaml`: N = 648, five",
-        "temperatures 3000-5000 K, 50 ps production each, softness trained at 3000 K) run as the",
-        "README says, `snakemake --cores 2`, on the 2-core development machine (no GPU).",
+        f"`benchmarks/default_pipeline.py`: the default config (`config/config.yaml`: {study}) run as",
+        "the README says, `snakemake --cores 2`, on the 2-core development machine (no GPU).",
         "",
         f"Command: `{command}`; cores {cores}; load average at the end {load}.",
         "",
@@ -92,9 +179,25 @@ def markdown(wall_s, cores, load, stages, figures, numbers, command) -> str:
         lines.append(f"| {rule} | {len(secs)} | {sum(secs):.0f} | {100 * sum(secs) / total:.0f} % |")
     lines += ["", f"Jobs ran two at a time: summed job time {total / 60:.1f} min.", "",
               "Figures made (each as PNG and PDF in `results/figures/`): "
-              + ", ".join(f"`{f}`" for f in figures) + ".", "", "Key numbers (`results/summary.json`):", ""]
+              + ", ".join(f"`{f}`" for f in figures) + ".", "",
+              "Key numbers (`results/summary.json`, `results/arrhenius.h5`, `results/model.h5`, "
+              "`results/stability.h5`, `results/planted.json`):", ""]
     lines += [f"* {n}" for n in numbers]
     return "\n".join(lines) + "\n"
+
+
+def study_description(results: Path) -> str:
+    """The default study in one phrase, from the run's resolved config."""
+    import yaml
+
+    cfg = yaml.safe_load((results / "config.resolved.yaml").read_text())
+    temps = cfg["temperatures_K"]
+    prod = cfg["run"]["production_time_fs"]
+    prod_text = (f"{min(prod.values()) / 1e3:g}-{max(prod.values()) / 1e3:g} ps production per temperature"
+                 if isinstance(prod, dict) else f"{prod / 1e3:g} ps production each")
+    return (f"N = {3 * cfg['system']['n_sio2']}, {len(temps)} temperatures {min(temps):g}-{max(temps):g} K, "
+            f"{prod_text}, frames every {cfg['run']['frame_interval_fs']:g} fs, softness trained at the "
+            "lowest")
 
 
 def main(argv=None) -> int:
@@ -119,10 +222,12 @@ def main(argv=None) -> int:
     if missing:
         print(f"figures without a PDF: {missing}", file=sys.stderr)
         return 1
-    numbers = key_numbers(summary) + usable_temperatures(results / "arrhenius.h5")
+    numbers = (verdicts(summary) + key_numbers(summary) + per_temperature(results / "arrhenius.h5")
+               + classifier_numbers(results))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     command = "python benchmarks/default_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    section = markdown(wall, args.cores, load, stages, figures, numbers, command.strip())
+    section = markdown(wall, args.cores, load, stages, figures, numbers, command.strip(),
+                       study_description(results))
     print(section)
     if args.update_docs:
         replace_section(section)

@@ -38,6 +38,15 @@ Definitions used here (all per species):
   in blocks of ``arrhenius.bootstrap_block_fs`` (default: the longer of the hops file's t_R and
   Delta, over which the counts of one jump are correlated). ``ln_P_R_err`` is the bootstrap
   standard deviation of ln P_R, the interval is its 15.9-84.1 % percentiles.
+* **Independent runs.** A temperature may come with several runs (``run.replicas_per_temperature``:
+  one softness, hops and dynamics file per run, paired by the trajectory each was made from).
+  Their counts are pooled: P_R, the mean rate and <S> are over every frame of every run, and the
+  block bootstrap cuts and resamples blocks within each run (stratified by run, never a block
+  across two runs; :func:`pooled_bootstrap_ratio`). tau_alpha and D of the temperature are the
+  means over its runs, with the error from the spread over runs for three or more, the larger of
+  that and the block errors for two (:func:`mean_over_runs`); ``n_runs`` [T] and, with several
+  runs, ``dynamics/tau_alpha_runs_fs`` and ``dynamics/D_runs_A2_per_fs`` [2, T, R] keep the
+  count and each run's value. The rest of the analysis sees one entry per temperature.
 * **Temperatures with no cage jumps.** Where tau_alpha < ``arrhenius.min_tau_alpha_over_t_R``
   x t_R (t_R: the hops file's p_hop window), every atom leaves its cage within a window and
   p_hop measures flow, not jumps; where tau_alpha was not reached, the same unless the longest
@@ -106,6 +115,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -741,30 +751,7 @@ def bootstrap_ratio(events, totals, block: int, n_boot: int, rng):
       P [...], ln_P_err [...] (std of ln P over resamples), ci_low, ci_high [...] (CI_LEVEL
       percentiles of P).
     """
-    events = np.asarray(events, dtype=np.float64)
-    totals = np.asarray(totals, dtype=np.float64)
-    tail = events.shape[1:]
-    starts = np.arange(0, events.shape[0], max(1, int(block)))
-    ev_b = np.add.reduceat(events, starts, axis=0).reshape(starts.size, -1)
-    tot_b = np.add.reduceat(totals, starts, axis=0).reshape(starts.size, -1)
-    nb = starts.size
-    weights = rng.multinomial(nb, np.full(nb, 1.0 / nb), size=n_boot).astype(np.float64)  # [n_boot, nb]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = ev_b.sum(0) / tot_b.sum(0)
-        p_star = (weights @ ev_b) / (weights @ tot_b)
-        ln_star = np.where(p_star > 0, np.log(np.where(p_star > 0, p_star, 1.0)), np.nan)
-    good = np.isfinite(ln_star)
-    ln_err = np.full(p.shape, np.nan)
-    lo = np.full(p.shape, np.nan)
-    hi = np.full(p.shape, np.nan)
-    enough = good.sum(0) >= 2
-    if enough.any():
-        with np.errstate(invalid="ignore"):
-            ln_err[enough] = np.nanstd(ln_star[:, enough], axis=0, ddof=1)
-            q = np.nanpercentile(np.where(np.isfinite(p_star), p_star, np.nan)[:, enough],
-                                 [50 * (1 - CI_LEVEL), 50 * (1 + CI_LEVEL)], axis=0)
-        lo[enough], hi[enough] = q
-    return p.reshape(tail), ln_err.reshape(tail), lo.reshape(tail), hi.reshape(tail)
+    return pooled_bootstrap_ratio([events], [totals], [block], n_boot, rng)
 
 
 def blocked_standard_error(series, min_blocks: int = 8) -> float:
@@ -863,7 +850,12 @@ def _window_events(fh, lo, hi, complete, f0, f1):
 
 @dataclass
 class TemperatureData:
-    """One temperature's files and the per-frame counts derived from them."""
+    """One run at one temperature: its files and the per-frame counts derived from them.
+
+    A temperature has one such run, or several independent ones (``run.replicas_per_temperature``),
+    which :func:`_temperatures` groups; ``trajectory`` is the MD product the three files were made
+    from, the key that pairs them ("" where a temperature has one file of each kind).
+    """
 
     temperature_K: float
     softness: Path
@@ -871,6 +863,7 @@ class TemperatureData:
     dynamics: Path
     frame_interval_fs: float = np.nan
     block_frames: int = 1
+    trajectory: str = ""
 
 
 def _open_triplet(item: TemperatureData):
@@ -1001,20 +994,207 @@ def _read_dynamics(item: TemperatureData) -> dict:
     return out
 
 
-def _temperatures(softness, hops, dynamics) -> list[TemperatureData]:
-    """Pair the files by their ``temperature_K`` attribute, sorted by temperature."""
+# ---------------------------------------------------------------------------- independent runs
+
+def pooled_bootstrap_ratio(events_runs, totals_runs, blocks, n_boot: int, rng):
+    """:func:`bootstrap_ratio` of counts pooled over the independent runs of one temperature.
+
+    P = (events summed over runs and frames) / (totals likewise). Each run is cut into its own
+    blocks of ``blocks[r]`` frames, so no block spans two runs, and each resample draws, for every
+    run, as many blocks as it has from that run's blocks alone (a bootstrap stratified by run): a
+    resample keeps each run's share of the data, and the spread of the ratio is that of the
+    fluctuations within runs, which independent runs add up like independent blocks. One run:
+    the plain block bootstrap.
+
+    Args:
+      events_runs, totals_runs: per run, [F_r, ...] counts per frame (same trailing shape).
+      blocks: per run, frames per block.
+      n_boot: resamples.
+      rng: numpy Generator.
+
+    Returns:
+      P, ln_P_err, ci_low, ci_high [...] as :func:`bootstrap_ratio`.
+    """
+    tail = np.asarray(events_runs[0]).shape[1:]
+    ev_b, tot_b, weights = [], [], []
+    for events, totals, block in zip(events_runs, totals_runs, blocks, strict=True):
+        events = np.asarray(events, dtype=np.float64)
+        if events.shape[0] == 0:  # a run with no softness frame adds nothing
+            continue
+        starts = np.arange(0, events.shape[0], max(1, int(block)))
+        ev_b.append(np.add.reduceat(events, starts, axis=0).reshape(starts.size, -1))
+        totals = np.asarray(totals, dtype=np.float64)
+        tot_b.append(np.add.reduceat(totals, starts, axis=0).reshape(starts.size, -1))
+        nb = starts.size
+        weights.append(rng.multinomial(nb, np.full(nb, 1.0 / nb), size=n_boot).astype(np.float64))
+    if not ev_b:
+        nan = np.full(tail, np.nan)
+        return nan, nan.copy(), nan.copy(), nan.copy()
+    ev_b, tot_b, w = np.concatenate(ev_b), np.concatenate(tot_b), np.concatenate(weights, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = ev_b.sum(0) / tot_b.sum(0)
+        p_star = (w @ ev_b) / (w @ tot_b)
+        ln_star = np.where(p_star > 0, np.log(np.where(p_star > 0, p_star, 1.0)), np.nan)
+    ln_err, lo, hi = (np.full(p.shape, np.nan) for _ in range(3))
+    enough = np.isfinite(ln_star).sum(0) >= 2
+    if enough.any():
+        with np.errstate(invalid="ignore"):
+            ln_err[enough] = np.nanstd(ln_star[:, enough], axis=0, ddof=1)
+            q = np.nanpercentile(np.where(np.isfinite(p_star), p_star, np.nan)[:, enough],
+                                 [50 * (1 - CI_LEVEL), 50 * (1 + CI_LEVEL)], axis=0)
+        lo[enough], hi[enough] = q
+    return p.reshape(tail), ln_err.reshape(tail), lo.reshape(tail), hi.reshape(tail)
+
+
+def pooled_mean(series_runs) -> tuple[float, float]:
+    """Mean of per-frame values pooled over independent runs, and its error.
+
+    The mean over every frame of every run; its error combines the runs' blocking errors
+    (:func:`blocked_standard_error`) as those of independent means weighted by their frame
+    counts, sqrt(sum_r (n_r / n)^2 err_r^2). One run: its mean and blocking error.
+
+    Returns:
+      (mean, error); NaN for no frames.
+    """
+    series = [np.asarray(x, dtype=np.float64) for x in series_runs]
+    series = [x for x in series if x.size]
+    if not series:
+        return np.nan, np.nan
+    if len(series) == 1:
+        return float(series[0].mean()), blocked_standard_error(series[0])
+    n = np.array([x.size for x in series], dtype=np.float64)
+    err = np.array([blocked_standard_error(x) for x in series])
+    return float(np.concatenate(series).mean()), float(np.sqrt(np.sum((n / n.sum()) ** 2 * err**2)))
+
+
+def mean_over_runs(values, block_errors):
+    """A quantity measured in each independent run at one temperature (tau_alpha, D): the mean over
+    runs and its error.
+
+    * 1 run: its value and its block error (:mod:`softness.dynamics`).
+    * 2 runs: the larger of the block error of the mean, sqrt(sum_r err_r^2) / 2, and the error
+      from the spread of the two, |x_1 - x_2| / 2 (= std / sqrt(2)): one degree of freedom makes
+      the spread alone too uncertain, and blocks shorter than a few tau_alpha (the cold side)
+      make the block errors too small.
+    * 3 or more runs: the spread over runs alone, std(ddof=1) / sqrt(n): independent runs need
+      no assumption on block lengths.
+
+    A value that is NaN in any run (tau_alpha not reached, D not diffusive) is NaN: the mean of
+    the runs where it was measured would be biased towards the faster ones.
+
+    Args:
+      values, block_errors: [R, ...] per run (block errors may be NaN: then 2 runs use the spread).
+
+    Returns:
+      mean [...], error [...].
+    """
+    x = np.asarray(values, dtype=np.float64)
+    e = np.asarray(block_errors, dtype=np.float64)
+    n = x.shape[0]
+    if n == 1:
+        return x[0], e[0]
+    mean = x.mean(axis=0)
+    spread = x.std(axis=0, ddof=1) / np.sqrt(n)
+    if n >= 3:
+        err = spread
+    else:
+        # (fmax: where the block errors are unknown, the spread)
+        err = np.fmax(np.sqrt(np.sum(e**2, axis=0)) / n, spread)
+    return mean, np.where(np.isfinite(mean), err, np.nan)
+
+
+def _pooled_dynamics(runs: list[TemperatureData]) -> dict:
+    """tau_alpha, D and their errors at one temperature from its runs (:func:`mean_over_runs`); the
+    per-run values (``tau_runs``, ``D_runs`` [2, R]) and the shortest longest lag."""
+    per_run = [_read_dynamics(it) for it in runs]
+    out = {"tau_runs": np.stack([d["tau"] for d in per_run], axis=1),
+           "D_runs": np.stack([d["D"] for d in per_run], axis=1),
+           "max_lag": float(np.min([d["max_lag"] for d in per_run]))}
+    out["tau"], out["tau_err"] = mean_over_runs([d["tau"] for d in per_run], [d["tau_err"] for d in per_run])
+    out["D"], out["D_err"] = mean_over_runs([d["D"] for d in per_run], [d["D_err"] for d in per_run])
+    return out
+
+
+def _trajectory_of(path, kind: str) -> str:
+    """The trajectory a hops, dynamics or softness file was made from, as a normalised path.
+
+    Hops and dynamics files name it (attribute ``source``); a softness file names its features
+    file (``features_source``), and that file names the trajectory (``source``). Relative paths
+    are taken from the working directory, as the stages that wrote them were run.
+
+    Raises:
+      SoftnessError: a file that does not say, or a features file that cannot be read.
+    """
+    attr = "features_source" if kind == "softness" else "source"
+    with open_input(path, kind) as f:
+        src = f.attrs.get(attr)
+    if src and kind == "softness":
+        features = src
+        try:
+            with open_input(features, "features") as ff:
+                src = ff.attrs.get("source")
+        except SoftnessError:
+            raise SoftnessError(f"softness file {path} was made from features file {features}, which cannot "
+                                "be read, so the run it belongs to is unknown.") from None
+    if not src:
+        raise SoftnessError(f"{kind} file {path} does not name the trajectory it comes from (attribute "
+                            f"'{attr}'), so it cannot be paired with the other files of its run.")
+    return os.path.normpath(os.path.abspath(str(src)))
+
+
+def _pair_runs(temperature_K: float, files: dict) -> list[TemperatureData]:
+    """The independent runs at one temperature: its softness, hops and dynamics files paired by the
+    trajectory each comes from, in the order of the softness files.
+
+    Args:
+      temperature_K: the temperature (for messages).
+      files: {"softness" | "hops" | "dynamics": [paths]}, as many of each.
+    """
+    t = temperature_K
+    by_trajectory = {}
+    for kind, paths in files.items():
+        table = {}
+        for p in paths:
+            traj = _trajectory_of(p, kind)
+            if traj in table:
+                raise SoftnessError(f"{kind} files {table[traj]} and {p} at {t:g} K both come from {traj}; "
+                                    "give one of each kind per run.")
+            table[traj] = p
+        by_trajectory[kind] = table
+    runs = list(by_trajectory["softness"])
+    for kind in ("hops", "dynamics"):
+        unmatched = sorted(set(runs) ^ set(by_trajectory[kind]))
+        if unmatched:
+            raise SoftnessError(f"the {kind} and softness files at {t:g} K come from different trajectories "
+                                f"({unmatched[0]} has only one of them); give a softness, hops and dynamics "
+                                "file for every run.")
+    return [TemperatureData(t, by_trajectory["softness"][tr], by_trajectory["hops"][tr],
+                            by_trajectory["dynamics"][tr], trajectory=tr) for tr in runs]
+
+
+def _temperatures(softness, hops, dynamics) -> list[list[TemperatureData]]:
+    """Group the files by their ``temperature_K`` attribute, sorted by temperature, into runs.
+
+    One softness, hops and dynamics file at a temperature is its one run (paired by temperature
+    alone). Several at one temperature, its independent runs (``run.replicas_per_temperature``),
+    must come in matching sets, as many of each kind, and are paired by the trajectory each was
+    made from (:func:`_pair_runs`).
+
+    Returns:
+      Per temperature, its runs (the order of the softness files).
+    """
     by_kind = {}
     for kind, paths in (("softness", softness), ("hops", hops), ("dynamics", dynamics)):
-        table = {}
+        table, seen = {}, set()
         for p in paths:
             with open_input(p, kind) as f:
                 t = float(f.attrs.get("temperature_K", np.nan))
             if not np.isfinite(t):
                 raise SoftnessError(f"{kind} file {p} has no temperature_K attribute.")
-            key = round(t, 6)
-            if key in table:
-                raise SoftnessError(f"{kind} files {table[key]} and {p} are both at {t:g} K.")
-            table[key] = Path(p)
+            if Path(p).resolve() in seen:
+                raise SoftnessError(f"{kind} file {p} is given twice; give one file of each kind per run.")
+            seen.add(Path(p).resolve())
+            table.setdefault(round(t, 6), []).append(Path(p))
         by_kind[kind] = table
     temps = sorted(by_kind["softness"])
     for kind in ("hops", "dynamics"):
@@ -1025,8 +1205,18 @@ def _temperatures(softness, hops, dynamics) -> list[TemperatureData]:
     if len(temps) < 2:
         raise SoftnessError(f"only {len(temps)} temperature ({temps} K) was given; the Arrhenius analysis "
                             "needs at least two.")
-    return [TemperatureData(t, by_kind["softness"][t], by_kind["hops"][t], by_kind["dynamics"][t])
-            for t in temps]
+    out = []
+    for t in temps:
+        files = {kind: table[t] for kind, table in by_kind.items()}
+        n = {kind: len(paths) for kind, paths in files.items()}
+        if len(set(n.values())) > 1:
+            raise SoftnessError(f"at {t:g} K there are {n['softness']} softness, {n['hops']} hops and "
+                                f"{n['dynamics']} dynamics files; give one of each kind per run.")
+        if n["softness"] == 1:
+            out.append([TemperatureData(t, files["softness"][0], files["hops"][0], files["dynamics"][0])])
+        else:
+            out.append(_pair_runs(t, files))
+    return out
 
 
 # ---------------------------------------------------------------------------- the analysis
@@ -1036,48 +1226,65 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
 
     Args:
       cfg: resolved config (uses ``seed`` and ``arrhenius``).
-      softness, hops, dynamics: lists of files, one of each per temperature (any order).
+      softness, hops, dynamics: lists of files, one of each per temperature and run (any order;
+        several runs at one temperature are paired by their trajectory, :func:`_temperatures`).
 
     Returns:
-      dict keyed like the product (see :func:`arrhenius_file`).
+      dict keyed like the product (see :func:`arrhenius_file`): one entry per temperature, its
+      runs pooled (``n_runs`` [T] says how many).
     """
     acfg = cfg["arrhenius"]
-    items = _temperatures(softness, hops, dynamics)
+    per_temperature = _temperatures(softness, hops, dynamics)  # [T][run]
+    items = [runs[0] for runs in per_temperature]  # run 0 of each temperature (t_R, frame interval)
     temps = np.array([it.temperature_K for it in items])
     n_t, n_bins = temps.size, acfg["n_bins"]
+    n_runs = np.array([len(runs) for runs in per_temperature])
     seed = int(cfg["seed"])
     t_train = set()
-    window_frames, window_fs = np.zeros(n_t, np.int64), np.zeros(n_t)  # Delta per temperature
-    for k, it in enumerate(items):
-        with open_input(it.softness, "softness") as fs, open_input(it.hops, "hops") as fh:
-            require(fh, "frames", "time_fs", what="hops")
-            t_train.add(float(fs.attrs.get("T_train_K", np.nan)))
-            hops_dt = hops_frame_interval_fs(fh)
-            window_frames[k] = P_R_window_frames(acfg["P_R_window_fs"], hops_dt, f"hops file {it.hops}")
-            window_fs[k] = window_frames[k] * hops_dt
-            t_fs = fs["time_fs"][()] if "time_fs" in fs else None
-            it.frame_interval_fs = (float(np.median(np.diff(t_fs))) if t_fs is not None and t_fs.size > 1
-                                    else float(fh.attrs.get("frame_interval_fs", np.nan)))
-            block_fs = acfg["bootstrap_block_fs"]
-            if block_fs is None:  # one jump is counted in every window that holds it
-                block_fs = max(float(fh.attrs.get("t_R_fs", np.nan)), window_fs[k])
-            ratio = block_fs / it.frame_interval_fs
-            it.block_frames = int(max(1, round(ratio))) if np.isfinite(ratio) else 1
+    window_fs = np.zeros(n_t)  # Delta per temperature
+    window_frames = [np.zeros(len(runs), np.int64) for runs in per_temperature]  # Delta in frames, per run
+    for k, runs in enumerate(per_temperature):
+        for j, it in enumerate(runs):
+            with open_input(it.softness, "softness") as fs, open_input(it.hops, "hops") as fh:
+                require(fh, "frames", "time_fs", what="hops")
+                t_train.add(float(fs.attrs.get("T_train_K", np.nan)))
+                hops_dt = hops_frame_interval_fs(fh)
+                window_frames[k][j] = P_R_window_frames(acfg["P_R_window_fs"], hops_dt,
+                                                        f"hops file {it.hops}")
+                delta = window_frames[k][j] * hops_dt
+                if j == 0:
+                    window_fs[k] = delta
+                elif not np.isclose(delta, window_fs[k], rtol=1e-6, atol=0.0):
+                    raise SoftnessError(
+                        f"the P_R window of hops file {it.hops} is {delta:g} fs but {window_fs[k]:g} fs in "
+                        f"{runs[0].hops}, another run at {it.temperature_K:g} K; runs pooled at one "
+                        "temperature need frame intervals that fit arrhenius.P_R_window_fs alike.")
+                t_fs = fs["time_fs"][()] if "time_fs" in fs else None
+                it.frame_interval_fs = (float(np.median(np.diff(t_fs))) if t_fs is not None and t_fs.size > 1
+                                        else float(fh.attrs.get("frame_interval_fs", np.nan)))
+                block_fs = acfg["bootstrap_block_fs"]
+                if block_fs is None:  # one jump is counted in every window that holds it
+                    block_fs = max(float(fh.attrs.get("t_R_fs", np.nan)), delta)
+                ratio = block_fs / it.frame_interval_fs
+                it.block_frames = int(max(1, round(ratio))) if np.isfinite(ratio) else 1
 
     # Pass 1: softness of the rearranging atoms -> bin edges common to all temperatures.
     ev_s = [[], []]
     s_min, s_max = np.full(2, np.inf), np.full(2, -np.inf)
-    for k, it in enumerate(items):
-        values, lo, hi = _event_softness(it, np.random.default_rng([seed, _SEED_SALT, 0, k]),
-                                         window_frames[k])
-        for sp in range(2):
-            ev_s[sp].append(values[sp])
-        s_min, s_max = np.minimum(s_min, lo), np.maximum(s_max, hi)
+    for k, runs in enumerate(per_temperature):
+        for j, it in enumerate(runs):
+            # (run 0 draws from the stream a temperature's only run always had)
+            rng = np.random.default_rng([seed, _SEED_SALT, 0, k] + ([j] if j else []))
+            values, lo, hi = _event_softness(it, rng, window_frames[k][j])
+            for sp in range(2):
+                ev_s[sp].append(values[sp])
+            s_min, s_max = np.minimum(s_min, lo), np.maximum(s_max, hi)
     edges = np.stack([softness_bin_edges(np.concatenate(ev_s[sp]), n_bins) for sp in range(2)])
     hist_edges = np.stack([np.linspace(s_min[sp], s_max[sp], N_HIST + 1) if np.isfinite(s_min[sp])
                            else np.linspace(-1, 1, N_HIST + 1) for sp in range(2)])
 
-    # Pass 2: per-frame counts, bootstrap.
+    # Pass 2: per-frame counts of every run, pooled over the runs of a temperature; block bootstrap
+    # within each run (pooled_bootstrap_ratio).
     shape = (2, n_t, n_bins)
     r = {"temperature_K": temps, "species_names": np.array(SPECIES_NAMES), "bins/edges": edges,
          "P_R": np.full(shape, np.nan), "ln_P_R_err": np.full(shape, np.nan),
@@ -1089,35 +1296,37 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
          "rate/P_R_mean": np.full((2, n_t), np.nan), "rate/ln_P_R_mean_err": np.full((2, n_t), np.nan),
          "rate/rate_per_fs": np.full((2, n_t), np.nan), "rate/ln_rate_err": np.full((2, n_t), np.nan),
          "frame_interval_fs": np.zeros(n_t), "block_frames": np.zeros(n_t, np.int64),
-         "P_R_window_fs": window_fs}
+         "P_R_window_fs": window_fs, "n_runs": n_runs}
     s_sum, s_cnt = np.zeros((2, n_bins)), np.zeros((2, n_bins))
-    for k, it in enumerate(items):
-        c = count_temperature(it, edges, hist_edges, window_frames[k])
-        r["frame_interval_fs"][k], r["block_frames"][k] = it.frame_interval_fs, it.block_frames
+    for k, runs in enumerate(per_temperature):
+        counts = [count_temperature(it, edges, hist_edges, window_frames[k][j]) for j, it in enumerate(runs)]
+        blocks = [it.block_frames for it in runs]
+        r["frame_interval_fs"][k], r["block_frames"][k] = items[k].frame_interval_fs, items[k].block_frames
         for sp in range(2):
             rng = np.random.default_rng([seed, _SEED_SALT, 1, k, sp])
-            ev, tot = c["events"][sp], c["totals"][sp]
-            p, ln_err, lo, hi = bootstrap_ratio(ev, tot, it.block_frames, acfg["n_bootstrap"], rng)
+            ev, tot = [c["events"][sp] for c in counts], [c["totals"][sp] for c in counts]
+            p, ln_err, lo, hi = pooled_bootstrap_ratio(ev, tot, blocks, acfg["n_bootstrap"], rng)
+            n_ev, n_tot = sum(e.sum(0) for e in ev), sum(n.sum(0) for n in tot)
+            s_bin = sum(c["s_sum"][sp] for c in counts)
             r["P_R"][sp, k], r["ln_P_R_err"][sp, k] = p, ln_err
             r["P_R_ci_low"][sp, k], r["P_R_ci_high"][sp, k] = lo, hi
-            r["n_events"][sp, k], r["n_samples"][sp, k] = ev.sum(0), tot.sum(0)
+            r["n_events"][sp, k], r["n_samples"][sp, k] = n_ev, n_tot
             with np.errstate(invalid="ignore", divide="ignore"):
-                r["bins/S_mean_T"][sp, k] = c["s_sum"][sp] / tot.sum(0)
-            r["usable"][sp, k] = usable_points(ev.sum(0), p, acfg["min_events"], acfg["max_P_R"])
-            s_sum[sp] += c["s_sum"][sp]
-            s_cnt[sp] += tot.sum(0)
+                r["bins/S_mean_T"][sp, k] = s_bin / n_tot
+            r["usable"][sp, k] = usable_points(n_ev, p, acfg["min_events"], acfg["max_P_R"])
+            s_sum[sp] += s_bin
+            s_cnt[sp] += n_tot
             # Mean P_R and mean number of events per window (events per Delta: the mean rate, which
             # does not saturate), from the same resamples.
-            (pm, mean_count), (pm_err, count_err), _, _ = bootstrap_ratio(
-                np.stack([c["all_events"][sp], c["all_counts"][sp]], axis=1),
-                np.repeat(c["all_totals"][sp][:, None], 2, axis=1), it.block_frames, acfg["n_bootstrap"], rng)
+            (pm, mean_count), (pm_err, count_err), _, _ = pooled_bootstrap_ratio(
+                [np.stack([c["all_events"][sp], c["all_counts"][sp]], axis=1) for c in counts],
+                [np.repeat(c["all_totals"][sp][:, None], 2, axis=1) for c in counts], blocks,
+                acfg["n_bootstrap"], rng)
             r["rate/P_R_mean"][sp, k], r["rate/ln_P_R_mean_err"][sp, k] = pm, pm_err
             r["rate/rate_per_fs"][sp, k], r["rate/ln_rate_err"][sp, k] = mean_count / window_fs[k], count_err
-            m = c["mean_S"][sp][np.isfinite(c["mean_S"][sp])]
-            if m.size:
-                r["mean_softness/mean"][sp, k] = m.mean()
-                r["mean_softness/err"][sp, k] = blocked_standard_error(m)
-            h = c["hist"][sp]
+            r["mean_softness/mean"][sp, k], r["mean_softness/err"][sp, k] = pooled_mean(
+                [c["mean_S"][sp][np.isfinite(c["mean_S"][sp])] for c in counts])
+            h = sum(c["hist"][sp] for c in counts)
             if h.sum():
                 r["softness_histogram/density"][sp, k] = h / (h.sum() * np.diff(hist_edges[sp]))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -1126,12 +1335,16 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
         r["P_R_rate_per_fs"] = -np.log1p(-r["P_R"]) / window_fs[None, :, None]
     r["rate/rate_per_fs_err"] = r["rate/rate_per_fs"] * r["rate/ln_rate_err"]
 
-    # Fits.
-    dyn = [_read_dynamics(it) for it in items]
+    # Fits: tau_alpha and D of a temperature are the means over its runs (_pooled_dynamics).
+    dyn = [_pooled_dynamics(runs) for runs in per_temperature]
     for key, name in (("tau_alpha_fs", "tau"), ("tau_alpha_err_fs", "tau_err"), ("D_A2_per_fs", "D"),
                       ("D_err_A2_per_fs", "D_err")):
         r[f"dynamics/{key}"] = np.stack([d[name] for d in dyn], axis=1)  # [2, T]
     r["dynamics/max_lag_fs"] = np.array([d["max_lag"] for d in dyn])
+    if n_runs.max() > 1:  # each run's value, NaN beyond a temperature's runs: [2, T, max runs]
+        for key, name in (("tau_alpha_runs_fs", "tau_runs"), ("D_runs_A2_per_fs", "D_runs")):
+            r[f"dynamics/{key}"] = np.stack([np.pad(d[name], ((0, 0), (0, n_runs.max() - d[name].shape[1])),
+                                                    constant_values=np.nan) for d in dyn], axis=1)
     r["t_R_fs"] = np.array([_hops_t_R_fs(it) for it in items])
     fit_results(r, acfg)
 
@@ -1147,9 +1360,10 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
                   "n_bootstrap": acfg["n_bootstrap"],
                   "ci_level": CI_LEVEL, "tail_quantile": TAIL_QUANTILE,
                   "bootstrap_block_fs": nan_if_none(acfg["bootstrap_block_fs"]),
-                  "sources_softness": json.dumps([str(it.softness) for it in items]),
-                  "sources_hops": json.dumps([str(it.hops) for it in items]),
-                  "sources_dynamics": json.dumps([str(it.dynamics) for it in items])}
+                  # every run of every temperature, temperatures in order, runs as paired
+                  **{f"sources_{kind}": json.dumps([str(getattr(it, kind)) for runs in per_temperature
+                                                    for it in runs])
+                     for kind in ("softness", "hops", "dynamics")}}
     return r
 
 
@@ -1838,8 +2052,8 @@ def arrhenius_file(cfg: dict, softness, hops, dynamics, out, summary=None, model
 
     Args:
       cfg: resolved config (uses ``seed`` and ``arrhenius``).
-      softness, hops, dynamics: lists of files, one of each per temperature, paired by their
-        ``temperature_K`` attribute.
+      softness, hops, dynamics: lists of files, one of each per temperature and run, grouped by
+        their ``temperature_K`` attribute (several runs at one temperature: paired by trajectory).
       out: the HDF5 product (layout: the keys of :func:`analyse`, all per-species arrays with a
         leading axis [2] = (Si, O)).
       summary: optional JSON path for the headline numbers; a Markdown table is written next to

@@ -36,7 +36,8 @@ def cmd_run(args, cfg):
     from softness.io import write_text_atomic
 
     failed = md.run_temperatures(cfg, start=args.start, temperatures_K=args.temperature, outs=args.out,
-                                 resume=args.resume, work=args.work, keep_going=args.keep_going)
+                                 resume=args.resume, work=args.work, keep_going=args.keep_going,
+                                 run_index=args.run_index)
     if failed and len(failed) == len(args.temperature):
         raise SoftnessError(" ".join(failed.values()))
     for T, out in zip(args.temperature, args.out, strict=True):
@@ -93,8 +94,10 @@ def cmd_planted(args, cfg):
     from softness import planted
 
     planted.planted_file(cfg, features=args.features, dynamics=args.dynamics, out=args.out, work=args.work,
-                         summary_json=args.summary, model=args.model, seed=args.seed, P_min=args.P_min,
-                         P_max=args.P_max, softness_share=args.softness_share, curvature_lnP=args.curvature,
+                         summary_json=args.summary, model=args.model, seed=args.seed,
+                         P_min=cfg["planted"]["P_min"] if args.P_min is None else args.P_min,
+                         P_max=cfg["planted"]["P_max"] if args.P_max is None else args.P_max,
+                         softness_share=args.softness_share, curvature_lnP=args.curvature,
                          E0_K=args.E0_K, e_K=args.e_K, Sigma=args.Sigma)
 
 
@@ -138,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each temperature's partial trajectory and checkpoint next to these paths "
                         "instead of next to --out (the workflow names the per-temperature products, so a "
                         "run resumes whether it ran alone or in a group)")
+    p.add_argument("--run-index", type=int, default=0, metavar="R",
+                   help="which independent run at each temperature (run.replicas_per_temperature): 0 "
+                        "(default) continues the quench snapshot, R >= 1 starts from its positions with "
+                        "velocities drawn from (seed, T, R)")
     p.add_argument("--keep-going", action="store_true",
                    help="when some temperatures fail (NaN, runaway), finish the others, write the reason to "
                         "OUT.failed in place of each failed product and exit 0 (1 if all failed)")
@@ -173,9 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _stage(sub, "arrhenius", cmd_arrhenius,
                "P_R(S, T), Arrhenius fits per softness bin, <S>(T) and the crossover.")
-    p.add_argument("--softness", required=True, nargs="+", metavar="H5", help="one per temperature")
-    p.add_argument("--hops", required=True, nargs="+", metavar="H5", help="one per temperature")
-    p.add_argument("--dynamics", required=True, nargs="+", metavar="H5", help="one per temperature")
+    runs = ("one per temperature, or one per independent run at a temperature (paired with the other "
+            "files by the trajectory it comes from)")
+    p.add_argument("--softness", required=True, nargs="+", metavar="H5", help=runs)
+    p.add_argument("--hops", required=True, nargs="+", metavar="H5", help=runs)
+    p.add_argument("--dynamics", required=True, nargs="+", metavar="H5", help=runs)
     p.add_argument("--summary", metavar="JSON",
                    help="also write the fitted numbers with uncertainties as JSON, and as a Markdown table "
                         "next to it (same name, .md)")
@@ -197,10 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", metavar="JSON", help="also write the headline numbers as JSON")
     p.add_argument("--seed", type=int,
                    help="seed of the direction and the events (default: the config's seed)")
-    p.add_argument("--P-min", dest="P_min", type=float, default=1e-4,
-                   help="planted P at the hardest atoms and the coldest temperature (default 1e-4)")
-    p.add_argument("--P-max", dest="P_max", type=float, default=0.3,
-                   help="planted P at the softest atoms and the hottest temperature (default 0.3)")
+    p.add_argument("--P-min", dest="P_min", type=float,
+                   help="planted P at the hardest atoms and the coldest temperature (default: planted.P_min)")
+    p.add_argument("--P-max", dest="P_max", type=float,
+                   help="planted P at the softest atoms and the hottest temperature (default: planted.P_max)")
     p.add_argument("--softness-share", type=float, default=0.5,
                    help="share of ln(P_max / P_min) spanned by the softness, the rest by temperature "
                         "(default 0.5)")

@@ -229,6 +229,12 @@ def _quench_frames_vs_timestep(cfg):
                 f"'md.timestep_fs' ({_g(dt)} fs) steps.")
 
 
+def _planted_bounds(cfg):
+    lo, hi = cfg["planted"]["P_min"], cfg["planted"]["P_max"]
+    if not lo < hi:
+        return f"config key 'planted.P_min' ({_g(lo)}) must be below 'planted.P_max' ({_g(hi)})."
+
+
 def _run_frames_vs_timestep(cfg):
     fi, dt = cfg["run"]["frame_interval_fs"], cfg["md"]["timestep_fs"]
     if _whole_steps(fi, dt) is None:
@@ -332,7 +338,7 @@ RULES = (
     _quench_temperatures, _melt_temperatures, _training_temperature, _stability_temperature,
     _quench_frames_vs_timestep, _run_frames_vs_timestep, _checkpoint_vs_chunk, _replicas_vs_quench,
     _t_R_vs_frames, _P_R_window_vs_frames, _t_R_vs_production, _t_quiet_vs_frames, _t_quiet_vs_production,
-    _p_quiet_vs_p_c, _feature_frames_vs_run, _n_per_class_vs_folds, _fit_lag_fractions,
+    _p_quiet_vs_p_c, _feature_frames_vs_run, _n_per_class_vs_folds, _fit_lag_fractions, _planted_bounds,
 )
 def _check_consistency(cfg: dict) -> None:
     """Constraints between keys that a JSON schema cannot express: the first broken rule of
@@ -456,6 +462,22 @@ def run_section(cfg: dict, temperature_K: float) -> dict:
     for key in RUN_LENGTH_KEYS:
         if isinstance(run[key], dict):
             run[key] = run_time_fs(cfg, key, temperature_K)
+    return run
+
+
+#: The number of independent runs per temperature: a property of the study, not of any one run.
+RUN_COUNT_KEY = "replicas_per_temperature"
+
+
+def one_run_section(cfg: dict, temperature_K: float) -> dict:
+    """What one run at one temperature depends on: :func:`run_section` without
+    ``run.replicas_per_temperature``.
+
+    A run's checkpoint identity and the workflow's rerun trigger use this, so that asking for
+    more (or fewer) independent runs leaves the runs already made, run 0 above all, untouched.
+    """
+    run = run_section(cfg, temperature_K)
+    run.pop(RUN_COUNT_KEY, None)
     return run
 
 

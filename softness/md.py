@@ -9,7 +9,10 @@ Two stages, each a plain function the command line calls:
   target temperature passes each of ``temperatures_K``.
 * :func:`run_temperature` (``softness run``): NVT Nose-Hoover at one temperature from
   that temperature's snapshot, in the snapshot's box: equilibration, then production
-  with a frame every ``run.frame_interval_fs``.
+  with a frame every ``run.frame_interval_fs``. A study may ask for several independent
+  runs per temperature (``run.replicas_per_temperature``, ``--run-index``): all start from
+  that snapshot's positions; run 0 keeps its velocities, run r >= 1 draws new ones from
+  (seed, T, r) (:func:`run_key`), and equilibration makes the runs independent.
 
 How it runs. An :class:`Engine` holds the jitted pieces for one system: the neighbour
 list and explicit pair forces of :mod:`softness.engine` (fixed volume; the constant-pressure
@@ -1032,6 +1035,19 @@ def _key(seed: int, stage: int, temperature_K: float | None = None):
     return key
 
 
+def run_key(seed: int, temperature_K: float, run_index: int = 0):
+    """The random key of independent run ``run_index`` at one temperature.
+
+    Run 0's key is the one a temperature's run has always had (seed, stage, T), so its
+    trajectory and checkpoint do not depend on how many runs the study asks for; run r >= 1
+    folds r into it, so its velocities are drawn from (seed, T, r).
+    """
+    import jax
+
+    key = _key(seed, _STAGE_RUN, temperature_K)
+    return key if run_index == 0 else jax.random.fold_in(key, int(run_index))
+
+
 _ENGINES: dict = {}
 
 
@@ -1305,23 +1321,36 @@ def run_plan(cfg: dict, temperature_K: float | None = None) -> dict:
 
 class _Member:
     """One temperature of ``softness run``: its start snapshot, key, identity, files and the
-    running means of its equilibration."""
+    running means of its equilibration.
 
-    def __init__(self, cfg: dict, plan: dict, start, T: float, out, work):
+    ``run_index`` numbers the independent runs at one temperature (``run.replicas_per_temperature``).
+    Run 0 continues the quench: the snapshot's positions and velocities, the key (seed, T) and
+    the checkpoint identity a run has always had. Run r >= 1 starts from the same positions with
+    Maxwell-Boltzmann velocities at T drawn from its own key (:func:`run_key`); its identity
+    also names r, so the checkpoints of two runs never pass for each other.
+    """
+
+    def __init__(self, cfg: dict, plan: dict, start, T: float, out, work, run_index: int = 0):
         self.T = T
+        self.run_index = int(run_index)
+        # how messages name it: as always for run 0, with its index for the others
+        self.label = f"{T:g} K" if self.run_index == 0 else f"{T:g} K (run {self.run_index})"
         self.out = Path(out)
         self.work = self.out if work is None else Path(work)  # where its partial file and checkpoint live
         self.work.parent.mkdir(parents=True, exist_ok=True)
         self.partial = _PartialTrajectory(temporary_path(self.work))
         self.ckpt = _Checkpoint(checkpoint_path(self.work))
         self.snap = read_snapshot(start, T)
-        self.key = _key(cfg["seed"], _STAGE_RUN, T)
-        # The run section as this temperature sees it: another temperature's length is not its business.
-        self.identity = _identity({**cfg, "run": config_rules.run_section(cfg, T)},
+        self.key = run_key(cfg["seed"], T, self.run_index)
+        self.velocities = self.snap["velocity"] if self.run_index == 0 else None  # None: drawn from the key
+        # The run section as this run sees it: another temperature's length, or how many runs there
+        # are, is not its business.
+        self.identity = _identity({**cfg, "run": config_rules.one_run_section(cfg, T)},
                                   ["seed", "precision", "system", "potential", "md", "run"],
                                   temperature_K=T, start=str(Path(start).resolve()),
                                   start_step=int(self.snap["step"]),
-                                  start_created=self.snap["file_created_utc"])
+                                  start_created=self.snap["file_created_utc"],
+                                  **({"run_index": self.run_index} if self.run_index else {}))
         self.plan = plan
         self.sums = {"n": 0, "T": 0.0, "pe": 0.0}
 
@@ -1336,6 +1365,11 @@ class _Member:
                                    "density_g_cm3": silica.density_g_cm3(snap["species"], box),
                                    "precision": cfg["precision"], "ensemble": "nvt",
                                    "start_file": str(start), "start_step": int(snap["step"]),
+                                   "run_index": self.run_index,
+                                   "initial_velocities": (
+                                       "the quench snapshot's" if self.run_index == 0 else
+                                       "Maxwell-Boltzmann at temperature_K, drawn from "
+                                       "(seed, temperature_K, run_index)"),
                                    "equilibration_time_fs": self.plan["n_eq"] * dt,
                                    "production_time_fs": self.plan["n_prod"] * dt})
         self.sums = {"n": 0, "T": 0.0, "pe": 0.0}
@@ -1371,7 +1405,7 @@ class _Member:
         self.partial.update(attrs)
         self.partial.finish(self.out)
         self.ckpt.remove()
-        log.info("run at %g K done: %d frames -> %s", self.T, self.partial.n_frames, self.out)
+        log.info("run at %s done: %d frames -> %s", self.label, self.partial.n_frames, self.out)
 
     def discard(self):
         self.partial.path.unlink(missing_ok=True)
@@ -1400,19 +1434,21 @@ class _ReplicasFailed(Exception):
         self.bad, self.c, self.frames = bad, c, frames
 
 
-def run_temperature(cfg: dict, start, temperature_K: float, out, resume: bool = False) -> None:
+def run_temperature(cfg: dict, start, temperature_K: float, out, resume: bool = False,
+                    run_index: int = 0) -> None:
     """``softness run`` at one temperature: NVT equilibration and production.
 
     Starts from the quench snapshot at that temperature, in the snapshot's box. Writes
     ``out``: an H5MD trajectory of the production part only (time 0 at its start) with
-    root attributes temperature_K, potential, density_g_cm3, precision and the
-    equilibration means.
+    root attributes temperature_K, run_index, potential, density_g_cm3, precision and the
+    equilibration means. ``run_index`` > 0: an independent run with its own velocities
+    (:class:`_Member`).
     """
-    run_temperatures(cfg, start, [temperature_K], [out], resume=resume)
+    run_temperatures(cfg, start, [temperature_K], [out], resume=resume, run_index=run_index)
 
 
 def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = False, work=None,
-                     keep_going: bool = False) -> dict:
+                     keep_going: bool = False, run_index: int = 0) -> dict:
     """``softness run``: the runs at several temperatures, advanced together as replicas of
     one jitted program (one temperature: a plain run).
 
@@ -1432,6 +1468,9 @@ def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = Fals
         products, so that a run resumes whether it ran alone or in a group.
       keep_going: when some temperatures of a group fail (NaN, runaway), finish the others
         and return the failures instead of raising.
+      run_index: which of the independent runs at each temperature (``run.replicas_per_temperature``)
+        these are: 0 continues the quench snapshot, r >= 1 draws its velocities from (seed, T, r).
+        One index for all the temperatures of a command, so a group holds each temperature once.
 
     Returns:
       {temperature: one sentence} for every temperature that failed (``keep_going`` only).
@@ -1448,6 +1487,8 @@ def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = Fals
     for T in temps:
         if not (T > 0 and math.isfinite(T)):
             raise SoftnessError(f"the temperature must be positive, got {T:g} K.")
+    if int(run_index) != run_index or run_index < 0:
+        raise SoftnessError(f"the run index must be a whole number >= 0, got {run_index}.")
     if len(set(temps)) != len(temps):
         raise SoftnessError(f"a temperature is given twice: {', '.join(f'{T:g}' for T in temps)} K.")
     plans = [run_plan(cfg, T) for T in temps]
@@ -1458,7 +1499,7 @@ def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = Fals
             f"the runs at {', '.join(f'{T:g}' for T in temps)} K have different lengths "
             "(run.equilibration_time_fs / run.production_time_fs per temperature), and runs in one group "
             "advance together: run them in separate commands.")
-    members = [_Member(cfg, plan, start, T, out, w)
+    members = [_Member(cfg, plan, start, T, out, w, run_index)
                for T, out, w, plan in zip(temps, outs, works, plans, strict=True)]
     first = members[0].snap
     box = np.asarray(first["box_edges"], dtype=np.float64)
@@ -1469,7 +1510,7 @@ def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = Fals
                 "quench); runs in one group share one box: run them one per job.")
     silica.check_box(box, cfg["potential"]["cutoff_A"], "the snapshot's box")
     command = (f"softness run --start {start} --temperature {' '.join(f'{T:g}' for T in temps)} "
-               f"--out {' '.join(str(o) for o in outs)}")
+               f"--out {' '.join(str(o) for o in outs)}" + (f" --run-index {run_index}" if run_index else ""))
     works = [m.work for m in members]
     if len(members) == 1:
         _stage(cfg, works, lambda: _run_alone(cfg, start, members[0], resume), command=command)
@@ -1498,15 +1539,15 @@ def _run_alone(cfg, start, m: _Member, resume: bool) -> None:
 
         def start_state():  # the quench snapshot: a fresh start, or the template of a resume
             return engine.init(m.snap["position"], key=m.key, temperature_K=m.T,
-                               velocities_A_fs=m.snap["velocity"])
+                               velocities_A_fs=m.velocities)
 
         resumed = m.ckpt.resume(engine, start_state, identity=m.identity,
-                                what=f"the run at {m.T:g} K") if resume else None
+                                what=f"the run at {m.label}") if resume else None
         if resumed is not None:
             c, _, meta = resumed
             m.resumed(meta)
             step, next_frame = int(c["step"]), meta["next_frame"]
-            log.info("resuming the run at %g K at step %d", m.T, step)
+            log.info("resuming the run at %s at step %d", m.label, step)
         else:
             c = start_state()
             m.create(cfg, start, dtype, box)
@@ -1514,7 +1555,7 @@ def _run_alone(cfg, start, m: _Member, resume: bool) -> None:
         grid = _RunGrid(plan)
         if next_frame is None and step < plan["total"]:
             next_frame = grid.next_at_or_after(step)
-        progress = Progress(f"run {m.T:g} K", plan["total"], dt, start_step=step)
+        progress = Progress(f"run {m.label}", plan["total"], dt, start_step=step)
         loop = _Run(engine, sched=schedule(m.T), total_steps=plan["total"], grid=grid,
                     chunk_len=engine.frames_per_chunk * plan["frame_every"],
                     checkpoint_every=md["checkpoint_every_steps"], progress=progress, events=[plan["n_eq"]],
@@ -1523,6 +1564,12 @@ def _run_alone(cfg, start, m: _Member, resume: bool) -> None:
         loop.run(c, step=step, next_frame=next_frame)
         progress.close()
         m.finish()
+
+
+def _group_label(members: list) -> str:
+    """'3000, 3100 K' (run 0) or '3000, 3100 K (run 1)': the temperatures of a group, in messages."""
+    r = members[0].run_index
+    return ", ".join(f"{m.T:g}" for m in members) + " K" + (f" (run {r})" if r else "")
 
 
 def _run_group(cfg, start, members: list, box, resume: bool, dtype) -> dict:
@@ -1543,29 +1590,30 @@ def _run_group(cfg, start, members: list, box, resume: bool, dtype) -> dict:
     engine = engine_for(members)
     fresh = engine.init([m.snap["position"] for m in members], key=[m.key for m in members],
                         temperature_K=[m.T for m in members],
-                        velocities_A_fs=[m.snap["velocity"] for m in members])
+                        velocities_A_fs=[m.velocities for m in members])
     stored = [None] * len(members)
     if resume:
         for b, m in enumerate(members):
             if not m.ckpt.exists():
-                log.info("no checkpoint at %s; starting the run at %g K from the beginning", m.ckpt.path, m.T)
+                log.info("no checkpoint at %s; starting the run at %s from the beginning", m.ckpt.path,
+                         m.label)
                 continue
             try:
                 stored[b] = m.ckpt.read_state(engine, engine.replica(fresh, b)["state"], identity=m.identity)
             except _ForeignCheckpoint as exc:
-                log.warning("%s; starting the run at %g K from the beginning", exc, m.T)
+                log.warning("%s; starting the run at %s from the beginning", exc, m.label)
     steps = {0 if s is None else s[2] for s in stored}
     if len(steps) > 1:
         # Checkpoints at different steps (the group was run otherwise before): alone, one by one.
-        log.info("the checkpoints of %s K are at different steps; running them one after the other",
-                 ", ".join(f"{m.T:g}" for m in members))
+        log.info("the checkpoints of %s are at different steps; running them one after the other",
+                 _group_label(members))
         failed = {}
         for m in members:
             try:
                 _run_alone(cfg, start, m, resume)
             except SoftnessError as exc:
                 m.discard()
-                failed[m.T] = f"the run at {m.T:g} K: {exc}"
+                failed[m.T] = f"the run at {m.label}: {exc}"
         return failed
     step = steps.pop()
     if all(s is not None for s in stored):  # (at step 0 too: a kill right after the first checkpoint)
@@ -1577,7 +1625,7 @@ def _run_group(cfg, start, members: list, box, resume: bool, dtype) -> dict:
         engine.extra_capacity = max(s[3] for s in stored)
         c = engine.carry(jax.tree.map(lambda *a: engine._jnp.stack(a), *states), np.stack(images), step)
         next_frame = stored[0][5]["next_frame"]
-        log.info("resuming the runs at %s K at step %d", ", ".join(f"{m.T:g}" for m in members), step)
+        log.info("resuming the runs at %s at step %d", _group_label(members), step)
     else:
         c = fresh
         for m in members:
@@ -1588,14 +1636,14 @@ def _run_group(cfg, start, members: list, box, resume: bool, dtype) -> dict:
 
     active = list(members)
     failed = {}
-    progress = Progress(f"run {', '.join(f'{m.T:g}' for m in members)} K", plan["total"], dt, start_step=step)
+    progress = Progress(f"run {_group_label(members)}", plan["total"], dt, start_step=step)
 
     def on_frames(ms, frames):
         for b, m in enumerate(ms):
             m.on_frames(Engine.replica_frames(frames, b), dt)
 
     while active:
-        names = [f"{m.T:g} K" for m in active]
+        names = [m.label for m in active]
 
         def check(c, frames, engine=engine, names=names):
             bad = engine.failures(c, frames, names=names)
@@ -1619,7 +1667,7 @@ def _run_group(cfg, start, members: list, box, resume: bool, dtype) -> dict:
             for b, sentence in exc.bad.items():
                 m = active[b]
                 m.discard()
-                failed[m.T] = f"the run at {m.T:g} K stopped: {sentence.split(': ', 1)[1]}"
+                failed[m.T] = f"the run at {m.label} stopped: {sentence.split(': ', 1)[1]}"
                 log.error("%s", failed[m.T])
             on_frames([active[b] for b in keep], {k: v[:, keep] for k, v in exc.frames.items()})
             active = [active[b] for b in keep]

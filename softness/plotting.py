@@ -313,10 +313,12 @@ def read_arrhenius(path) -> dict:
         require(f, *ARRHENIUS_KEYS, what="arrhenius")
         out = {key: f[key][()] for key in ARRHENIUS_KEYS}
         out["T_train_K"] = float(f.attrs.get("T_train_K", np.nan))
+        out["P_R_window_fs"] = float(f.attrs.get("P_R_window_fs", np.nan))
         # Temperatures with no cage jumps to count (absent from older products: none flagged).
         out["flagged_temperature"] = (f["flagged_temperature"][()] if "flagged_temperature" in f
                                       else np.zeros((2, out["temperature_K"].size), bool))
-        for key in ("closure/tau_S_fs", "closure/tau_alpha/offset"):  # the relaxation from softness
+        for key in ("closure/tau_S_fs", "closure/tau_alpha/offset",  # the relaxation from softness
+                    "crossover/E_app_tau_K_err"):
             if key in f:
                 out[key] = f[key][()]
     return out
@@ -325,19 +327,22 @@ def read_arrhenius(path) -> dict:
 # ---------------------------------------------------------------------------- figure 2: P_R(S, T)
 
 def rearrangement_probability_figure(temperatures_K, S_centres, P_R, *, ln_P_R_err=None, usable=None,
-                                     Sigma=None, DeltaE_K=None, flagged=None, max_bins: int = 6) -> Figure:
+                                     Sigma=None, DeltaE_K=None, flagged=None, window_fs=None,
+                                     max_bins: int = 6) -> Figure:
     """P_R(S, T) against 1000 / T for several softness bins, per species, with Arrhenius fits.
 
     Args:
       temperatures_K: [nT].
       S_centres: [2, nS] softness of each bin.
-      P_R: [2, nT, nS] probability per atom and softness frame of rearranging (NaN: no data).
+      P_R: [2, nT, nS] probability that an atom starts a rearrangement within the P_R window after
+        its structure is taken (NaN: no data).
       ln_P_R_err: [2, nT, nS] errors of ln P_R, optional (bars from P e^-err to P e^+err).
       usable: [2, nT, nS] bool, optional: points with enough events to enter the fits (filled);
         others are drawn open.
       Sigma, DeltaE_K: [2, nS] fitted ln P_R = Sigma - DeltaE / T per bin (NaN: not fitted).
       flagged: [2, nT] bool, optional: temperatures with no cage jumps to count (tau_alpha not
         well above t_R), drawn open in grey whatever their counts.
+      window_fs: the P_R window, named on the axis, optional.
       max_bins: at most this many bins per species, evenly spread over those with data.
 
     Returns:
@@ -385,7 +390,8 @@ def rearrangement_probability_figure(temperatures_K, S_centres, P_R, *, ln_P_R_e
         add_temperature_axis(ax)
         ax.set_title(SPECIES_NAMES[sp], fontsize=10)
         ax.legend(fontsize=6.5, frameon=False, title="softness bin", title_fontsize=7)
-    axes[0, 0].set_ylabel(r"$P_R(S, T)$ (per atom per frame)")
+    axes[0, 0].set_ylabel(r"$P_R(S, T)$" + (f" (rearrangement starts within {window_fs:g} fs)"
+                                             if window_fs is not None and np.isfinite(window_fs) else ""))
     return fig
 
 
@@ -395,7 +401,8 @@ def rearrangement_probability_from_file(arrhenius_path, **kwargs) -> Figure:
     return rearrangement_probability_figure(a["temperature_K"], a["bins/S_mean"], a["P_R"],
                                             ln_P_R_err=a["ln_P_R_err"], usable=a["usable"],
                                             Sigma=a["bin_fit/Sigma"], DeltaE_K=a["bin_fit/DeltaE_K"],
-                                            flagged=a["flagged_temperature"], **kwargs)
+                                            flagged=a["flagged_temperature"], window_fs=a["P_R_window_fs"],
+                                            **kwargs)
 
 
 # ---------------------------------------------------------------------------- figure 3: DeltaE(S), Sigma(S)
@@ -465,7 +472,7 @@ def predicted_apparent_barrier(temperature_K, e0_K, e1_K, Sigma1, a, b):
 
 def crossover_figure(temperatures_K, mean_S, *, mean_S_err=None, a=None, b=None, e0_K=None, e1_K=None,
                      Sigma1=None, T_mid_K=None, E_app_rate_K=None, E_app_rate_err_K=None,
-                     E_app_tau_K=None) -> Figure:
+                     E_app_tau_K=None, E_app_tau_err_K=None) -> Figure:
     """<S>(T) with its linear fit, and the apparent barrier measured against the prediction.
 
     Args:
@@ -475,7 +482,7 @@ def crossover_figure(temperatures_K, mean_S, *, mean_S_err=None, a=None, b=None,
       e0_K, e1_K, Sigma1: [2] the linear fits of DeltaE(S) and Sigma(S).
       T_mid_K: [nT - 1] temperatures of the measured barriers (secants between neighbours).
       E_app_rate_K, E_app_rate_err_K: [2, nT - 1] -d ln(rearrangement rate) / d(1/T).
-      E_app_tau_K: [2, nT - 1] d ln(tau_alpha) / d(1/T).
+      E_app_tau_K, E_app_tau_err_K: [2, nT - 1] d ln(tau_alpha) / d(1/T) and its error.
 
     Returns:
       The figure (two panels; barriers in eV with K on the right axis).
@@ -497,8 +504,9 @@ def crossover_figure(temperatures_K, mean_S, *, mean_S_err=None, a=None, b=None,
             ax_e.errorbar(T_mid_K, _ev(np.asarray(E_app_rate_K)[sp]), yerr=err, fmt=m, color=c,
                           label=f"{name}, from the rearrangement rate")
         if E_app_tau_K is not None:
-            ax_e.plot(T_mid_K, _ev(np.asarray(E_app_tau_K)[sp]), m, color=c, mfc="none",
-                      label=rf"{name}, from $\tau_\alpha$")
+            err = None if E_app_tau_err_K is None else _ev(np.asarray(E_app_tau_err_K)[sp])
+            ax_e.errorbar(T_mid_K, _ev(np.asarray(E_app_tau_K)[sp]), yerr=err, fmt=m, color=c, mfc="none",
+                          label=rf"{name}, from $\tau_\alpha$")
         if all(v is not None for v in (e0_K, e1_K, Sigma1, a, b)):
             e = predicted_apparent_barrier(t_line, e0_K[sp], e1_K[sp], Sigma1[sp], a[sp], b[sp])
             if np.all(np.isfinite(e)):
@@ -521,7 +529,8 @@ def crossover_from_file(arrhenius_path) -> Figure:
                             e1_K=a["lines/e1_K"], Sigma1=a["lines/Sigma1"], T_mid_K=a["crossover/T_mid_K"],
                             E_app_rate_K=a["crossover/E_app_rate_K"],
                             E_app_rate_err_K=a["crossover/E_app_rate_K_err"],
-                            E_app_tau_K=a["crossover/E_app_tau_K"])
+                            E_app_tau_K=a["crossover/E_app_tau_K"],
+                            E_app_tau_err_K=a.get("crossover/E_app_tau_K_err"))
 
 
 # ---------------------------------------------------------------------------- g(r)

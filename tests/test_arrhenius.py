@@ -619,7 +619,7 @@ def test_arrhenius_refuses_a_single_temperature_and_mismatched_files(tmp_path, c
     assert code == 1 and "at least two" in capsys.readouterr().err and not (tmp_path / "a.h5").exists()
     with pytest.raises(SoftnessError, match="hops files are at"):
         arrhenius.arrhenius_file(cfg, softness, hops[:1], dynamics, tmp_path / "a.h5")
-    with pytest.raises(SoftnessError, match="both at 4000 K"):
+    with pytest.raises(SoftnessError, match="is given twice"):
         arrhenius.arrhenius_file(cfg, softness[:1] * 2, hops, dynamics, tmp_path / "a.h5")
     # No bin with enough events: nothing of the softness picture is fitted, and the product and the
     # summary say so (P_R, tau_alpha and D are still worth having) instead of failing.
@@ -1332,3 +1332,193 @@ def test_relaxation_closure_fits_one_offset_and_fails_a_different_law():
     # NaN temperatures (tau_alpha not reached) are left out.
     ln_tau[0] = np.nan
     assert arrhenius.relaxation_closure(ln_tau_s, err, ln_tau, err)["n"] == 7
+
+
+# ---------------------------------------------------------------------------- independent runs
+
+RUN_TAU = {"A": ([1000.0, 800.0], [50.0, 40.0]), "B": ([1400.0, 900.0], [60.0, 30.0]),
+           "C": ([500.0, 400.0], [20.0, 10.0])}
+RUN_D = {"A": [1e-3, 2e-3], "B": [3e-3, 2e-3], "C": [5e-3, 6e-3]}
+
+
+def write_run(d, name, rng, t, n_traj, species):
+    """Independent run ``name`` at temperature t: softness (every other frame, with the features file
+    it names), hops (frames every 50 fs, random events) and dynamics files, all naming the run's
+    trajectory (never opened: its name is what pairs them)."""
+    trajectory = str(d / f"T{t:g}" / name / "trajectory.h5")
+    s_frames = np.arange(1, n_traj, 2)
+    softness = rng.normal(size=(s_frames.size, species.size)).astype(np.float32)
+    events = (rng.random((n_traj, species.size)) < 0.25).astype(np.int8)
+    events[:2] = -1  # p_hop undefined at the start
+    p_hop = np.where(events == 1, 1.0, 0.01)
+    p_hop[:2] = np.nan
+    with atomic_h5(d / f"features_{name}.h5", "features", {}) as f:
+        f.attrs["source"], f.attrs["temperature_K"] = trajectory, t
+    with atomic_h5(d / f"softness_{name}.h5", "apply", {}) as f:
+        f["softness"], f["frames"], f["time_fs"], f["species"] = softness, s_frames, s_frames * 50.0, species
+        f.attrs["temperature_K"], f.attrs["T_train_K"] = t, 3000.0
+        f.attrs["features_source"] = str(d / f"features_{name}.h5")
+    write_hops(d / f"hops_{name}.h5", events.clip(0, 1), species, t, p_hop=p_hop, events=events)
+    tau, tau_err = RUN_TAU[name]
+    write_dynamics(d / f"dynamics_{name}.h5", t, tau, RUN_D[name])
+    for kind in ("hops", "dynamics"):
+        with h5py.File(d / f"{kind}_{name}.h5", "a") as f:
+            f.attrs["source"] = trajectory
+            if kind == "dynamics":
+                f["tau_alpha_err_fs"] = np.asarray(tau_err)
+    return {"softness": softness.astype(np.float64), "frames": s_frames, "events": events}
+
+
+RUN_CONFIG = {"temperatures_K": [3000.0, 3500.0], "quench": {"T_min_K": 3000.0},
+              "arrhenius": {"P_R_window_fs": 50.0, "n_bins": 3, "min_events": 1, "n_bootstrap": 50,
+                            "min_tau_alpha_over_t_R": 0.0}}
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    """Two runs of different lengths at 3000 K (A, B) and one at 3500 K (C)."""
+    rng = np.random.default_rng(41)
+    species = np.array([0, 1, 1, 0, 1, 1, 1, 0, 1])
+    runs = {"A": write_run(tmp_path, "A", rng, 3000.0, 30, species),
+            "B": write_run(tmp_path, "B", rng, 3000.0, 41, species),
+            "C": write_run(tmp_path, "C", rng, 3500.0, 35, species)}
+    return tmp_path, species, runs
+
+
+def test_runs_at_one_temperature_are_paired_by_trajectory_and_pooled(two_runs, caplog):
+    d, species, runs = two_runs
+    files = {kind: {n: d / f"{kind}_{n}.h5" for n in "ABC"} for kind in ("softness", "hops", "dynamics")}
+    # Shuffled: the runs of 3000 K are told apart by their trajectories, not by their order.
+    r = arrhenius.analyse(config.resolve(RUN_CONFIG), [files["softness"][n] for n in "ACB"],
+                          [files["hops"][n] for n in "BCA"], [files["dynamics"][n] for n in "CBA"])
+    assert_array_equal(r["n_runs"], [2, 1])
+    assert json.loads(r["attrs"]["sources_softness"]) == [str(files["softness"][n]) for n in "ABC"]
+    assert json.loads(r["attrs"]["sources_hops"]) == [str(files["hops"][n]) for n in "ABC"]
+    # Brute force, with a window of one hops frame: (frame, atom) counts where an event is located
+    # there, and rearranges where it is an event; 3000 K sums runs A and B.
+    per_t = {0: "AB", 1: "C"}
+    def at_softness_frames(n, sp):  # S and the event flag of one species at the softness frames of run n
+        return (runs[n]["softness"][:, species == sp], runs[n]["events"][runs[n]["frames"]][:, species == sp])
+
+    event_s = [np.concatenate([s[ev == 1] for s, ev in (at_softness_frames(n, sp) for n in "ABC")])
+               for sp in (0, 1)]
+    for sp in (0, 1):
+        assert_allclose(r["bins/edges"][sp], arrhenius.softness_bin_edges(event_s[sp], 3))
+        e = r["bins/edges"][sp]
+        for k, names in per_t.items():
+            n_ev, n_tot, frame_means = np.zeros(3), np.zeros(3), []
+            for n in names:
+                s, ev = at_softness_frames(n, sp)
+                inside = (ev >= 0) & (s >= e[0]) & (s <= e[-1])
+                b = np.searchsorted(e[1:-1], s[inside], side="right")
+                n_tot += np.bincount(b, minlength=3)
+                n_ev += np.bincount(b, weights=ev[inside] == 1, minlength=3)
+                frame_means.append(s.mean(axis=1))
+            assert_array_equal(r["n_samples"][sp, k], n_tot)
+            assert_array_equal(r["n_events"][sp, k], n_ev)
+            assert_allclose(r["P_R"][sp, k], n_ev / n_tot)
+            # <S> over every frame of every run; its error from each run's blocking error.
+            assert_allclose(r["mean_softness/mean"][sp, k], np.concatenate(frame_means).mean())
+            n = np.array([m.size for m in frame_means], float)
+            se = np.array([arrhenius.blocked_standard_error(m) for m in frame_means])
+            assert_allclose(r["mean_softness/err"][sp, k], np.sqrt(np.sum((n / n.sum()) ** 2 * se**2)))
+    assert r["n_samples"][:, 0].sum() > r["n_samples"][:, 1].sum()  # 3000 K holds two runs
+    # tau_alpha and D: the mean over the runs; with two runs the error is the larger of the block
+    # error of the mean and the spread |x_A - x_B| / 2; one run keeps its own.
+    assert_allclose(r["dynamics/tau_alpha_fs"][:, 0], [1200.0, 850.0])
+    assert_allclose(r["dynamics/tau_alpha_err_fs"][:, 0], [200.0, 50.0])  # spreads 200, 50 > 39, 25
+    assert_allclose(r["dynamics/tau_alpha_fs"][:, 1], RUN_TAU["C"][0])
+    assert_allclose(r["dynamics/tau_alpha_err_fs"][:, 1], RUN_TAU["C"][1])
+    assert_allclose(r["dynamics/D_A2_per_fs"][:, 0], [2e-3, 2e-3])
+    assert_allclose(r["dynamics/D_err_A2_per_fs"][:, 0], [1e-3, np.sqrt(2) * 0.02 * 2e-3 / 2])  # O: blocks
+    assert_allclose(r["dynamics/tau_alpha_runs_fs"][:, 0],
+                    np.transpose([RUN_TAU["A"][0], RUN_TAU["B"][0]]))
+    assert np.isnan(r["dynamics/tau_alpha_runs_fs"][:, 1, 1]).all()
+
+
+def test_runs_that_do_not_pair_up_are_refused(two_runs):
+    d, _, _ = two_runs
+    cfg = config.resolve(RUN_CONFIG)
+
+    def files(kind, names="ABC"):
+        return [d / f"{kind}_{n}.h5" for n in names]
+
+    with pytest.raises(SoftnessError) as err:
+        arrhenius.analyse(cfg, files("softness"), files("hops", "AC"), files("dynamics"))
+    assert str(err.value) == ("at 3000 K there are 2 softness, 1 hops and 2 dynamics files; give one of each "
+                              "kind per run.")
+    # A hops file of another run, one that names no trajectory, two of the same run.
+    for name, change in (("other", lambda f: f.attrs.__setitem__("source", str(d / "elsewhere.h5"))),
+                         ("nameless", lambda f: f.attrs.__delitem__("source")), ("twin", lambda f: None)):
+        other = d / f"hops_{name}.h5"
+        other.write_bytes((d / ("hops_A.h5" if name == "twin" else "hops_B.h5")).read_bytes())
+        with h5py.File(other, "a") as f:
+            change(f)
+        with pytest.raises(SoftnessError) as err:
+            arrhenius.analyse(cfg, files("softness"), [d / "hops_A.h5", other, d / "hops_C.h5"],
+                              files("dynamics"))
+        assert {"other": "the hops and softness files at 3000 K come from different trajectories",
+                "nameless": f"hops file {other} does not name the trajectory it comes from",
+                "twin": f"hops files {d / 'hops_A.h5'} and {other} at 3000 K both come from",
+                }[name] in str(err.value)
+    (d / "features_B.h5").unlink()
+    with pytest.raises(SoftnessError, match=r"features file .*features_B\.h5, which cannot be read"):
+        arrhenius.analyse(cfg, files("softness"), files("hops"), files("dynamics"))
+
+
+def test_the_pooled_bootstrap_resamples_blocks_within_each_run():
+    rng = np.random.default_rng(42)
+    # Within each run every block is the same (P = 0.1 in run A, 0.3 in run B): resampling blocks
+    # within each run always gives the pooled P; drawing blocks from both runs together would move
+    # the share of the two runs and spread P.
+    a_ev, a_tot = np.full((20, 1), 10.0), np.full((20, 1), 100.0)
+    b_ev, b_tot = np.full((30, 1), 30.0), np.full((30, 1), 100.0)
+    p, ln_err, lo, hi = arrhenius.pooled_bootstrap_ratio([a_ev, b_ev], [a_tot, b_tot], [5, 5], 300, rng)
+    assert_allclose(p, (200 + 900) / 5000)
+    assert_allclose(ln_err, 0.0, atol=1e-12) and assert_allclose([lo, hi], [p, p])
+    _, mixed, _, _ = arrhenius.bootstrap_ratio(np.r_[a_ev, b_ev], np.r_[a_tot, b_tot], 5, 300, rng)
+    assert mixed > 0.05
+    # One run: bootstrap_ratio itself, draw for draw.
+    ev = rng.poisson(3.0, size=(40, 4)).astype(float)
+    tot = np.full((40, 4), 50.0)
+    one = arrhenius.pooled_bootstrap_ratio([ev], [tot], [4], 100, np.random.default_rng(1))
+    for got, want in zip(one, arrhenius.bootstrap_ratio(ev, tot, 4, 100, np.random.default_rng(1)),
+                         strict=True):
+        assert_array_equal(got, want)
+    # Counts correlated over blocks of 5 frames, in two runs of 300 and 200 blocks: the error is the
+    # binomial one of all 500 independent blocks.
+    p_true, atoms, block = 0.02, 500, 5
+    runs = [np.repeat(rng.binomial(atoms, p_true, size=n), block)[:, None].astype(float) for n in (300, 200)]
+    totals = [np.full(x.shape, float(atoms)) for x in runs]
+    _, err, lo, hi = arrhenius.pooled_bootstrap_ratio(runs, totals, [block, block], 1000, rng)
+    assert err[0] == pytest.approx(np.sqrt((1 - p_true) / (p_true * atoms * 500)), rel=0.15)
+    assert lo[0] < sum(x.sum() for x in runs) / sum(t.sum() for t in totals) < hi[0]
+
+
+def test_tau_alpha_over_runs_is_their_mean_with_the_spread_as_error():
+    # One run: its value and block error, as they are.
+    mean, err = arrhenius.mean_over_runs([[1000.0, np.nan]], [[50.0, 30.0]])
+    assert_array_equal(mean, [1000.0, np.nan]) and assert_array_equal(err, [50.0, 30.0])
+    # Two runs: the larger of the block error of the mean and the spread; unknown block errors
+    # leave the spread; a run that did not reach tau_alpha leaves none.
+    mean, err = arrhenius.mean_over_runs([[10.0, 20.0, 5.0, 1.0], [14.0, 20.0, 7.0, np.nan]],
+                                         [[1.0, 3.0, np.nan, 1.0], [1.0, 4.0, np.nan, 1.0]])
+    assert_allclose(mean, [12.0, 20.0, 6.0, np.nan])
+    assert_allclose(err, [2.0, 2.5, 1.0, np.nan])
+    # Three or more: the standard error over the runs alone.
+    x = np.array([[3.0], [5.0], [10.0], [6.0]])
+    mean, err = arrhenius.mean_over_runs(x, np.full_like(x, 100.0))
+    assert_allclose(mean, [6.0]) and assert_allclose(err, [x.std(ddof=1) / 2])
+    # ... which is right on average: E[err^2] = sigma^2 / n for 4 runs of scatter sigma.
+    rng = np.random.default_rng(43)
+    draws = rng.normal(800.0, 60.0, size=(4, 20000))
+    mean, err = arrhenius.mean_over_runs(draws, np.zeros_like(draws))
+    assert np.mean(err**2) == pytest.approx(60.0**2 / 4, rel=0.03)
+    assert np.std(mean) == pytest.approx(30.0, rel=0.03)
+    # <S>: the pooled mean of per-frame values, white noise: sigma / sqrt(all frames).
+    series = [rng.normal(0.3, 1.0, size=n) for n in (4096, 8192)]
+    mean_s, err_s = arrhenius.pooled_mean(series + [np.zeros(0)])
+    assert mean_s == pytest.approx(np.concatenate(series).mean())
+    assert err_s == pytest.approx(1 / np.sqrt(12288), rel=0.3)
+    one_run = series[0]
+    assert arrhenius.pooled_mean([one_run]) == (one_run.mean(), arrhenius.blocked_standard_error(one_run))

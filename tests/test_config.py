@@ -93,6 +93,7 @@ CROSS_KEY_CASES = [
     ({"temperatures_K": [3500, 4500, 6100]}, "_melt_temperatures", ("temperatures_K", "quench.T_melt_K")),
     ({"train": {"T_train_K": 4000}}, "_training_temperature", ("train.T_train_K", "temperatures_K")),
     ({"train": {"stability_T_K": 4000}}, "_stability_temperature", ("train.stability_T_K", "temperatures_K")),
+    ({"planted": {"P_min": 0.4}}, "_planted_bounds", ("planted.P_min", "planted.P_max")),
     ({"quench": {"frame_interval_fs": 250.5}}, "_quench_frames_vs_timestep",
      ("quench.frame_interval_fs", "md.timestep_fs")),
     ({"md": {"timestep_fs": 3.0}}, "_quench_frames_vs_timestep",
@@ -270,6 +271,36 @@ def test_md_jobs_group_only_temperatures_with_equal_run_lengths():
 
     for job in config.md_run_groups(cfg, 3):
         assert all(md.run_plan(cfg, T) == md.run_plan(cfg, job[0]) for T in job)
+
+
+# ---------------------------------------------------------------------------- independent runs
+
+def test_independent_runs_default_to_one_and_leave_each_run_alone():
+    cfg = config.resolve(ci_config())
+    assert cfg["run"]["replicas_per_temperature"] == 1
+    assert config.resolve({})["run"]["replicas_per_temperature"] == 1
+    many = config.resolve(merged(ci_config(), {"run": {"replicas_per_temperature": 3}}))
+    assert many["run"]["replicas_per_temperature"] == 3
+    for T in cfg["temperatures_K"]:
+        # What one run depends on: the run section less the number of runs, the same for 1 or 3 runs,
+        # and otherwise the run section as that temperature sees it.
+        one = config.one_run_section(many, T)
+        assert one == config.one_run_section(cfg, T)
+        assert one == {k: v for k, v in config.run_section(cfg, T).items() if k != "replicas_per_temperature"}
+        assert "replicas_per_temperature" not in one
+        assert config.run_section(many, T)["replicas_per_temperature"] == 3
+
+
+@pytest.mark.parametrize("bad, message", [
+    (0, "config key 'run.replicas_per_temperature': 0 is less than the minimum of 1."),
+    (-2, "config key 'run.replicas_per_temperature': -2 is less than the minimum of 1."),
+    (1.5, "config key 'run.replicas_per_temperature': 1.5 is not of type 'integer'."),
+    ("two", "config key 'run.replicas_per_temperature': 'two' is not of type 'integer'."),
+])
+def test_bad_numbers_of_independent_runs_are_refused_in_one_sentence(bad, message):
+    with pytest.raises(SoftnessError) as err:
+        config.resolve(merged(ci_config(), {"run": {"replicas_per_temperature": bad}}))
+    assert str(err.value) == message and one_sentence(message)
 
 
 # Representative rules through Snakemake: refused at DAG start, before any job, naming both keys.

@@ -19,7 +19,7 @@ import yaml
 from numpy.testing import assert_allclose, assert_array_equal
 from test_md_robustness import MECH, _datasets
 
-from softness import cli, config, md
+from softness import cli, config, md, units
 from softness.errors import SoftnessError
 from softness.io import temporary_path
 from softness.progress import Progress
@@ -224,3 +224,100 @@ def test_each_temperature_runs_its_own_length(group, tmp_path):
 
     assert identity(per_T, 4500.0) == identity(cfg, 4500.0)
     assert identity(per_T, 3500.0) != identity(cfg, 3500.0)
+
+
+# ---------------------------------------------------------------------------- independent runs
+# run.replicas_per_temperature: run r >= 1 at a temperature starts from run 0's snapshot positions
+# with its own Maxwell-Boltzmann velocities at T (key (seed, T, r)); run 0 is the run it always was.
+
+#: No equilibration and 200 fs of production: the first frame is the start (step 0).
+START = {**GROUP, "run": {**GROUP["run"], "equilibration_time_fs": 0.0, "production_time_fs": 200.0}}
+
+
+@pytest.fixture(scope="module")
+def independent_runs(group, tmp_path_factory):
+    """Runs 0 and 1 at each temperature alone (run 1 at 3500 K through the command line), and run 1
+    of both temperatures as one group."""
+    _, d = group
+    cfg = config.resolve(START)
+    out = tmp_path_factory.mktemp("runs")
+    (out / "start.yaml").write_text(yaml.safe_dump(START))
+    for T in TEMPS:
+        md.run_temperature(cfg, d / "quench.h5", T, out / f"run0_{T:g}.h5")
+    assert cli.main(["run", "--config", str(out / "start.yaml"), "--start", str(d / "quench.h5"),
+                     "--temperature", "3500", "--run-index", "1", "--out", str(out / "run1_3500.h5")]) == 0
+    md.run_temperature(cfg, d / "quench.h5", 4500.0, out / "run1_4500.h5", run_index=1)
+    assert md.run_temperatures(cfg, d / "quench.h5", TEMPS, [out / f"group1_{T:g}.h5" for T in TEMPS],
+                               run_index=1) == {}
+    return cfg, d, out
+
+
+def _kinetic_temperature(velocity_A_fs, mass_amu):
+    """2 KE / (3 N k_B), as the engine records it."""
+    v = np.asarray(velocity_A_fs, np.float64) * units.TIME_UNIT_FS
+    return float(np.sum(np.asarray(mass_amu)[:, None] * v**2) / (3 * len(mass_amu) * units.KB))
+
+
+def test_run_1_starts_where_run_0_does_with_its_own_velocities(independent_runs):
+    cfg, d, out = independent_runs
+    pos, kin = "particles/all/position/value", "observables/kinetic_temperature/value"
+    for T in TEMPS:
+        run0, run1 = _datasets(out / f"run0_{T:g}.h5"), _datasets(out / f"run1_{T:g}.h5")
+        snap = md.read_snapshot(d / "quench.h5", T)
+        # The same start: the quench snapshot's positions.
+        assert_allclose(run0[pos][0], snap["position"], rtol=0, atol=1e-4)
+        assert_array_equal(run1[pos][0], run0[pos][0])
+        # Run 0 keeps the snapshot's velocities; run 1 draws others at T (90 atoms: the kinetic
+        # temperature of one draw scatters by sqrt(2 / 270) = 9 %).
+        t_snap = _kinetic_temperature(snap["velocity"], snap["mass"])
+        assert run0[kin][0] == pytest.approx(t_snap, rel=1e-4)
+        assert abs(run1[kin][0] - t_snap) > 1e-3 * T and abs(run1[kin][0] / T - 1) < 0.35
+        # ... so the two part at once: 20 fs on, atoms are ~0.4 A apart (rounding would be 1e-5 A).
+        apart = np.linalg.norm(_unwrapped(run1)[1] - _unwrapped(run0)[1], axis=1)
+        assert np.sqrt(np.mean(apart**2)) > 0.1
+        with h5py.File(out / f"run1_{T:g}.h5") as f1, h5py.File(out / f"run0_{T:g}.h5") as f0:
+            assert f0.attrs["run_index"] == 0 and f1.attrs["run_index"] == 1
+            assert f1.attrs["initial_velocities"].startswith("Maxwell-Boltzmann")
+    # Each run's key: run 0's is the (seed, T) key every run had; the others fold in their index.
+    import jax
+
+    keys = {(T, r): np.asarray(jax.random.key_data(md.run_key(7, T, r))) for T in TEMPS for r in range(3)}
+    for T in TEMPS:
+        assert_array_equal(keys[T, 0], np.asarray(jax.random.key_data(md._key(7, md._STAGE_RUN, T))))
+    assert len({k.tobytes() for k in keys.values()}) == len(keys)
+
+
+def test_a_group_runs_one_run_index_of_several_temperatures(independent_runs):
+    """A group with --run-index 1 gives each temperature its run 1 alone (to float rounding: 20 fs in,
+    1e-5 A, against 0.4 A between runs 0 and 1)."""
+    _, _, out = independent_runs
+    kin = "observables/kinetic_temperature/value"
+    for T in TEMPS:
+        grouped, alone = _datasets(out / f"group1_{T:g}.h5"), _datasets(out / f"run1_{T:g}.h5")
+        assert_allclose(_unwrapped(grouped)[:2], _unwrapped(alone)[:2], rtol=0, atol=1e-3)
+        assert grouped[kin][0] == pytest.approx(alone[kin][0], rel=1e-5)
+
+
+def test_run_0_does_not_depend_on_the_number_of_runs(group, tmp_path):
+    """The count of runs is in no run's identity: run 0's frames and checkpoint identity are those
+    of a study with one run; run 1's identity names its index, so neither takes the other's checkpoint."""
+    cfg, d = group
+    many = config.resolve({**GROUP, "run": {**GROUP["run"], "replicas_per_temperature": 3}})
+    md.run_temperature(many, d / "quench.h5", 3500.0, tmp_path / "run0.h5")
+    got, ref = _datasets(tmp_path / "run0.h5"), _datasets(d / "alone3500.h5")
+    assert sorted(got) == sorted(ref)
+    for name in ref:
+        assert_array_equal(got[name], ref[name], err_msg=name)
+
+    def identity(c, r):
+        return md._Member(c, md.run_plan(c, 3500.0), d / "quench.h5", 3500.0, tmp_path / "id.h5", None,
+                          r).identity
+
+    run0 = identity(many, 0)
+    assert run0 == identity(cfg, 0)
+    assert set(run0) == {"seed", "precision", "system", "potential", "md", "run", "temperature_K", "start",
+                         "start_step", "start_created"}
+    assert run0["run"] == {k: v for k, v in cfg["run"].items() if k != "replicas_per_temperature"}
+    assert identity(many, 1) == {**run0, "run_index": 1} != identity(many, 2)
+    with pytest.raises(SoftnessError, match="the run index must be a whole number >= 0, got -1"):
+        md.run_temperature(many, d / "quench.h5", 3500.0, tmp_path / "bad.h5", run_index=-1)

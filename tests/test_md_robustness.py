@@ -34,7 +34,7 @@ MECH = {
                "cooling_rate_K_per_ps": 5000.0, "frame_interval_fs": 100.0, "relax_steps": 200},
     "run": {"equilibration_time_fs": 400.0, "production_time_fs": 12000.0, "frame_interval_fs": 20.0},
     # Not used by MD, but a config must be consistent as a whole (the 11 A box of 30 SiO2).
-    "features": {"cutoff_A": 5.5, "radial_r_max_A": 5.0},
+    "features": {"cutoff_A": 5.5, "radial_r_max_A": 5.0, "frame_stride": 1},
     "hops": {"t_R_fs": 100.0, "t_quiet_fs": 100.0},
 }
 

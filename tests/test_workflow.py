@@ -154,6 +154,43 @@ def test_dry_run_packs_temperatures_into_md_groups(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_dry_run_plans_every_independent_run(tmp_path):
+    # config/test.yaml's 3500, 4500, 6000 K with 2 independent runs each: every per-temperature rule
+    # runs once per run, run 0 in results/T<T>/ as with one run and run 1 in results/T<T>/run1/;
+    # training, the stability check and the planted test read run 0, the Arrhenius analysis all runs.
+    runs = tmp_path / "runs.yaml"
+    runs.write_text("run:\n  replicas_per_temperature: 2\n")
+    res = snakemake(tmp_path, "-n", "--configfile", TEST_CONFIG, runs)
+    assert res.returncode == 0, res.stdout + res.stderr
+    counts, out = job_counts(res.stdout), res.stdout
+    assert {r: counts[r] for r in PER_TEMPERATURE_RULES} == dict.fromkeys(PER_TEMPERATURE_RULES, 6)
+    assert all(counts[r] == 1 for r in ("quench", "train", "stability", "planted", "arrhenius", "all"))
+    for T in (3500, 4500, 6000):
+        assert f"--temperature {T} --out results/T{T}/trajectory.h5 --run-index 0 " in out
+        assert f"--temperature {T} --out results/T{T}/run1/trajectory.h5 --run-index 1 " in out
+        for product in ("features", "hops", "dynamics", "softness"):
+            assert f"output: results/T{T}/run1/{product}.h5" in out
+            assert f"log: results/logs/T{T}/run1/" in out
+    pooled = " ".join(f"results/T{T}/softness.h5 results/T{T}/run1/softness.h5" for T in (3500, 4500, 6000))
+    assert f"softness arrhenius --config results/config.resolved.yaml --softness {pooled} --hops" in out
+    assert "--features results/T3500/features.h5 --hops results/T3500/hops.h5 --out results/model.h5" in out
+    assert ("softness planted --config results/config.resolved.yaml --features results/T3500/features.h5 "
+            "results/T4500/features.h5 results/T6000/features.h5 --dynamics") in out
+    assert not re.search(r"(train|stability|planted) .*run1/", out)
+    # With MD groups of two temperatures: each group holds one run index (softness run --run-index).
+    packing = tmp_path / "packing.yaml"
+    packing.write_text("execution:\n  md_replicas_per_job: 2\n")
+    res = snakemake(tmp_path, "-n", "--configfile", TEST_CONFIG, runs, packing)
+    assert res.returncode == 0, res.stdout + res.stderr
+    counts, out = job_counts(res.stdout), res.stdout
+    assert counts["md_run_group"] == 4 and counts["md_run_member"] == 6 and "md_run" not in counts
+    assert re.search(r"--temperature 3500 4500 --out results/md_groups/T3500_4500_run1/T3500.h5 "
+                     r"results/md_groups/T3500_4500_run1/T4500.h5 --work results/T3500/run1/trajectory.h5 "
+                     r"results/T4500/run1/trajectory.h5 --keep-going --run-index 1 ", out), out[-3000:]
+    assert "--work results/T6000/trajectory.h5 --keep-going --run-index 0 " in out
+    assert not (tmp_path / "results").exists()
+
+
 def test_slurm_profiles_dry_run(tmp_path):
     for profile in ("slurm", "slurm-gpu"):
         res = snakemake(tmp_path, "-n", "-p", "--workflow-profile", ROOT / "profiles" / profile,
@@ -460,7 +497,7 @@ STAGE_READS = {
     "dynamics": {"dynamics"},
     "train": {"seed", "train"},
     "stability": {"seed", "train"},
-    "planted": {"seed", "train", "hops", "arrhenius"},
+    "planted": {"seed", "train", "hops", "arrhenius", "planted"},
     "apply": set(),
     "arrhenius": {"seed", "arrhenius"},
 }
@@ -491,6 +528,7 @@ SECTION_CHANGES = {
     "dynamics": ("dynamics", "q_inv_A", 1.8),
     "train": ("train", "n_per_class", 110),
     "arrhenius": ("arrhenius", "n_bins", 5),
+    "planted": ("planted", "P_max", 0.25),
 }
 
 

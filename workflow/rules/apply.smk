@@ -4,13 +4,13 @@
 rule apply:
     input:
         model="results/model.h5",
-        features="results/T{T}/features.h5",
+        features="results/T{T}/{run_dir}features.h5",
     output:
-        "results/T{T}/softness.h5",
+        "results/T{T}/{run_dir}softness.h5",
     log:
-        "results/logs/T{T}/apply.log",
+        "results/logs/T{T}/{run_dir}apply.log",
     benchmark:
-        "results/benchmarks/T{T}/apply.tsv"
+        "results/benchmarks/T{T}/{run_dir}apply.tsv"
     params:
         config=RESOLVED_CONFIG,
     threads: 1

@@ -1,12 +1,13 @@
 # P_R(S, T) per softness bin, its Arrhenius fits, DeltaE(S), Sigma(S), <S>(T) and the
-# strong-to-fragile crossover, from every temperature at once.
+# strong-to-fragile crossover, from every temperature at once: every independent run of a
+# temperature (run.replicas_per_temperature), pooled by softness.arrhenius.
 
 
 rule arrhenius:
     input:
-        softness=expand("results/T{T}/softness.h5", T=TEMPERATURES),
-        hops=expand("results/T{T}/hops.h5", T=TEMPERATURES),
-        dynamics=expand("results/T{T}/dynamics.h5", T=TEMPERATURES),
+        softness=every_run("softness.h5"),
+        hops=every_run("hops.h5"),
+        dynamics=every_run("dynamics.h5"),
         model="results/model.h5",
         stability="results/stability.h5",
     output:
@@ -22,7 +23,7 @@ rule arrhenius:
         science=science("seed", "arrhenius"),
     threads: 1
     resources:
-        mem_mb=1000 + 3 * len(TEMPERATURES) * frames_mb(1),
+        mem_mb=1000 + 3 * len(TEMPERATURES) * N_RUNS * frames_mb(1),
         runtime=30,
     conda:
         "../../environment.yml"

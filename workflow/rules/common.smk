@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from softness.config import md_run_groups, run_section, run_time_fs, training_temperature
+from softness.config import md_run_groups, one_run_section, run_time_fs, training_temperature
 
 # ---------------------------------------------------------------------------- temperatures
 
@@ -23,23 +23,58 @@ def temperature_label(T):
 TEMPERATURES = [temperature_label(T) for T in config["temperatures_K"]]
 T_TRAIN = temperature_label(training_temperature(config))
 
+# ---------------------------------------------------------------------------- independent runs
+# run.replicas_per_temperature independent runs at each temperature, numbered 0, 1, ...: run 0's
+# products stay in results/T<T>/ (a study with one run is what it always was), run r >= 1's are in
+# results/T<T>/run<r>/. The {run_dir} wildcard is that sub-directory with its slash, "" for run 0.
+# Every per-temperature rule (md_run, features, hops, dynamics, apply) runs once per run; the
+# Arrhenius analysis pools them all; training, the stability check, the planted-barrier test and
+# the figures drawn from per-temperature files use run 0.
+
+
+def run_dir(r):
+    """The sub-directory of run ``r`` under results/T<T>/ (with its slash; "" for run 0)."""
+    return "" if r == 0 else f"run{r}/"
+
+
+def run_index(run_dir):
+    """The index of the run whose sub-directory is ``run_dir`` ("" -> 0, "run2/" -> 2)."""
+    return int(run_dir[len("run"):-1]) if run_dir else 0
+
+
+N_RUNS = config["run"]["replicas_per_temperature"]
+RUN_DIRS = [run_dir(r) for r in range(N_RUNS)]
+
+
+def every_run(name):
+    """The product ``name`` (e.g. "softness.h5") of every run at every temperature, run 0 first."""
+    return [f"results/T{T}/{d}{name}" for T in TEMPERATURES for d in RUN_DIRS]
+
 
 def md_groups(cfg):
     """{group name: temperature labels}: temperatures of equal run lengths, lowest first,
-    execution.md_replicas_per_job at a time (softness.config.md_run_groups); None for one job per
-    temperature."""
+    execution.md_replicas_per_job at a time (softness.config.md_run_groups), once per run index
+    (a group holds one run of each of its temperatures; run r >= 1's groups are named ..._run<r>);
+    None for one job per temperature and run."""
     if cfg["execution"]["md_replicas_per_job"] == 1:
         return None
     groups = [[temperature_label(T) for T in g] for g in md_run_groups(cfg)]
-    return {"T" + "_".join(g): g for g in groups}
+    return {"T" + "_".join(g) + (f"_run{r}" if r else ""): g
+            for r in range(cfg["run"]["replicas_per_temperature"]) for g in groups}
+
+
+def group_run_index(group):
+    """The run index of an MD group ("T3000_3100" -> 0, "T3000_3100_run2" -> 2)."""
+    return int(group.rsplit("_run", 1)[1]) if "_run" in group else 0
 
 
 MD_GROUPS = md_groups(config)
-MD_GROUP_OF = {T: name for name, g in (MD_GROUPS or {}).items() for T in g}
+MD_GROUP_OF = {(T, run_dir(group_run_index(name))): name for name, g in (MD_GROUPS or {}).items() for T in g}
 
 wildcard_constraints:
     T=r"[0-9]+(\.[0-9]+)?",
-    group=r"T[0-9._]+",
+    run_dir=r"(run[1-9][0-9]*/)?",
+    group=r"T[0-9._]+(_run[1-9][0-9]*)?",
 
 # ---------------------------------------------------------------------------- the config
 
@@ -101,11 +136,11 @@ def science(*keys, cfg=None):
 
 
 def run_science(T):
-    """science() of the run at temperature label T: the run section as that run sees it
-    (softness.config.run_section), so that a run length given per temperature restales only
-    that temperature's products; with one number for all it is the whole run section."""
+    """science() of a run at temperature label T: the run section as that run sees it
+    (softness.config.one_run_section), so that a run length given per temperature restales only
+    that temperature's products, and the number of independent runs none of the runs made."""
     return science("seed", "precision", "system", "potential", "md", "run",
-                   cfg={**config, "run": run_section(config, float(T))})
+                   cfg={**config, "run": one_run_section(config, float(T))})
 
 
 # ---------------------------------------------------------------------------- resources

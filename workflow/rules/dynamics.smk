@@ -3,13 +3,13 @@
 
 rule dynamics:
     input:
-        trajectory="results/T{T}/trajectory.h5",
+        trajectory="results/T{T}/{run_dir}trajectory.h5",
     output:
-        "results/T{T}/dynamics.h5",
+        "results/T{T}/{run_dir}dynamics.h5",
     log:
-        "results/logs/T{T}/dynamics.log",
+        "results/logs/T{T}/{run_dir}dynamics.log",
     benchmark:
-        "results/benchmarks/T{T}/dynamics.tsv"
+        "results/benchmarks/T{T}/{run_dir}dynamics.tsv"
     params:
         config=RESOLVED_CONFIG,
         science=science("dynamics"),

@@ -3,13 +3,13 @@
 
 rule features:
     input:
-        trajectory="results/T{T}/trajectory.h5",
+        trajectory="results/T{T}/{run_dir}trajectory.h5",
     output:
-        "results/T{T}/features.h5",
+        "results/T{T}/{run_dir}features.h5",
     log:
-        "results/logs/T{T}/features.log",
+        "results/logs/T{T}/{run_dir}features.log",
     benchmark:
-        "results/benchmarks/T{T}/features.tsv"
+        "results/benchmarks/T{T}/{run_dir}features.tsv"
     params:
         config=RESOLVED_CONFIG,
         science=science("precision", "features"),

@@ -1,6 +1,8 @@
 # The figures, each drawn by a notebook in workflow/notebooks/ that calls softness.plotting.
 # The executed notebooks are kept as logs (results/logs/figures/*.ipynb); the notebooks
-# themselves also open by hand on the results without rerunning anything.
+# themselves also open by hand on the results without rerunning anything. Figures drawn from
+# per-temperature files use run 0 of each temperature; those drawn from results/arrhenius.h5 show
+# every independent run pooled.
 
 ALL_DYNAMICS = expand("results/T{T}/dynamics.h5", T=TEMPERATURES)
 ALL_HOPS = expand("results/T{T}/hops.h5", T=TEMPERATURES)

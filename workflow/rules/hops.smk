@@ -3,13 +3,13 @@
 
 rule hops:
     input:
-        trajectory="results/T{T}/trajectory.h5",
+        trajectory="results/T{T}/{run_dir}trajectory.h5",
     output:
-        "results/T{T}/hops.h5",
+        "results/T{T}/{run_dir}hops.h5",
     log:
-        "results/logs/T{T}/hops.log",
+        "results/logs/T{T}/{run_dir}hops.log",
     benchmark:
-        "results/benchmarks/T{T}/hops.tsv"
+        "results/benchmarks/T{T}/{run_dir}hops.tsv"
     params:
         config=RESOLVED_CONFIG,
         science=science("hops"),

@@ -7,6 +7,10 @@
 # it on a GPU); each temperature still gets its own product (md_run_member gives it its place, a
 # hard link) and keeps its partial trajectory and checkpoint next to that product, so a run
 # resumes whether it ran alone or in a group.
+#
+# With run.replicas_per_temperature > 1 each temperature has that many independent runs (run 0 in
+# results/T<T>/, run r in results/T<T>/run<r>/: the {run_dir} wildcard, common.smk); a group packs
+# one run index of several temperatures (softness run --run-index).
 
 if MD_GROUPS is None:
 
@@ -14,14 +18,15 @@ if MD_GROUPS is None:
         input:
             start="results/quench/quench.h5",
         output:
-            "results/T{T}/trajectory.h5",
+            "results/T{T}/{run_dir}trajectory.h5",
         log:
-            "results/logs/T{T}/md_run.log",
+            "results/logs/T{T}/{run_dir}md_run.log",
         benchmark:
-            "results/benchmarks/T{T}/md_run.tsv"
+            "results/benchmarks/T{T}/{run_dir}md_run.tsv"
         params:
             config=RESOLVED_CONFIG,
             resume_from=lambda wildcards, output: md_checkpoint(output[0]),
+            run_index=lambda wildcards: run_index(wildcards.run_dir),
             science=lambda wildcards: run_science(wildcards.T),
         threads: 1
         resources:
@@ -33,7 +38,7 @@ if MD_GROUPS is None:
             "resume=; if [ -e {params.resume_from} ]; then resume=--resume; "
             "echo resuming from {params.resume_from} >> {log}; else : > {log}; fi; "
             "softness run --config {params.config} --start {input.start} --temperature {wildcards.T} "
-            "--out {output} $resume >> {log} 2>&1"
+            "--out {output} --run-index {params.run_index} $resume >> {log} 2>&1"
 
 else:
 
@@ -52,9 +57,12 @@ else:
             outs=lambda wildcards, output: " ".join(
                 f"{output[0]}/T{T}.h5" for T in MD_GROUPS[wildcards.group]),
             work=lambda wildcards: " ".join(
-                f"results/T{T}/trajectory.h5" for T in MD_GROUPS[wildcards.group]),
+                f"results/T{T}/{run_dir(group_run_index(wildcards.group))}trajectory.h5"
+                for T in MD_GROUPS[wildcards.group]),
             checkpoints=lambda wildcards: " ".join(
-                md_checkpoint(f"results/T{T}/trajectory.h5") for T in MD_GROUPS[wildcards.group]),
+                md_checkpoint(f"results/T{T}/{run_dir(group_run_index(wildcards.group))}trajectory.h5")
+                for T in MD_GROUPS[wildcards.group]),
+            run_index=lambda wildcards: group_run_index(wildcards.group),
             # (the members of a group have equal run lengths, hence one run section)
             science=lambda wildcards: run_science(MD_GROUPS[wildcards.group][0]),
         threads: 1
@@ -70,15 +78,16 @@ else:
             "resume=--resume; fi; done; if [ -n \"$resume\" ]; then "
             "echo resuming from {params.checkpoints} >> {log}; else : > {log}; fi; "
             "softness run --config {params.config} --start {input.start} --temperature {params.temperatures} "
-            "--out {params.outs} --work {params.work} --keep-going $resume >> {log} 2>&1"
+            "--out {params.outs} --work {params.work} --keep-going --run-index {params.run_index} $resume "
+            ">> {log} 2>&1"
 
     rule md_run_member:
         input:
-            lambda wildcards: f"results/md_groups/{MD_GROUP_OF[wildcards.T]}",
+            lambda wildcards: f"results/md_groups/{MD_GROUP_OF[(wildcards.T, wildcards.run_dir)]}",
         output:
-            "results/T{T}/trajectory.h5",
+            "results/T{T}/{run_dir}trajectory.h5",
         log:
-            "results/logs/T{T}/md_run.log",
+            "results/logs/T{T}/{run_dir}md_run.log",
         localrule: True
         run:
             from softness.md import take_group_product

@@ -1,6 +1,8 @@
 # The linear-SVM softness model, trained at train.T_train_K (default: the lowest temperature),
 # and the hyperplane-stability check: the same model retrained at train.stability_T_K (default:
-# the temperature nearest the geometric middle of the study) and compared with it.
+# the temperature nearest the geometric middle of the study) and compared with it. Both use run 0 at
+# their temperature (results/T<T>/); the other independent runs (run.replicas_per_temperature) enter
+# the Arrhenius analysis only.
 import json
 
 from snakemake.exceptions import WorkflowError
