@@ -36,7 +36,7 @@ The plant (per species):
 * **Parameters from the temperatures.** With y_lo, y_hi the 0.5 % and 99.5 % quantiles of y (the
   lowest and highest over the temperatures) and x = 1/T in [x1, x2] = [1/T_max, 1/T_min], ln P is
   largest at (y_hi, T_max) and smallest at (y_lo, T_min) (for a barrier that stays positive). The
-  plant puts P_max (default 0.3, below the saturation of P_R) at the first and P_min (default 1e-4)
+  plant puts P_max (default 0.3, below the saturation of P_R) at the first and P_min (default 1e-3)
   at the second, and gives the softness a share phi (``softness_share``, default 0.5) of that
   log range L = ln(P_max / P_min) (the curvature term is the same at both ends):
 
@@ -100,7 +100,7 @@ SPECIES_NAMES = ("Si", "O")
 TAIL_QUANTILE = 0.005
 
 #: Defaults of the plant (see the module docstring).
-P_MIN, P_MAX, SOFTNESS_SHARE = 1e-4, 0.3, 0.5
+P_MIN, P_MAX, SOFTNESS_SHARE = 1e-3, 0.3, 0.5
 
 #: The quantities compared with the plant, in the order reported.
 QUANTITIES = ("e1_K", "Sigma1", "inv_T0_per_K", "e0_K", "Sigma0")
