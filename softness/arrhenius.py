@@ -1970,6 +1970,9 @@ def make_summary(r: dict, model_metrics: dict | None = None) -> dict:
                            "p_value": _value(r[f"closure/{label}/p_value"][sp])["value"]}
                    for label in ("tau_alpha", "inverse_D")}},
         }
+    if model_metrics is not None:
+        for name in SPECIES_NAMES:
+            out["species"][name]["classifier"] = dict(model_metrics.get(name, {}))
     out["verdicts"] = claim_verdicts(r, model_metrics)
     return _json_safe(out)
 
@@ -1984,6 +1987,22 @@ def _pm(entry: dict, digits: int = 4) -> str:
 def _t0(x: dict) -> str:
     text = _pm(x["T0"])
     return text + " (inside the fitted temperatures)" if x["T0"].get("inside_fitted_range") else text
+
+
+def _closure(x: dict, label: str) -> str:
+    c = x.get("relaxation_from_softness", {}).get(label, {})
+    if c.get("chi2") is None:
+        return "n/a"
+    p = f", p = {c['p_value']:.2g}" if c.get("p_value") is not None else ""
+    return f"{c['chi2']:.3g} ({c['dof']}){p}"
+
+
+def _metric(x: dict, key: str, digits: int = 3) -> str:
+    v = x.get("classifier", {}).get(key)
+    if v is None:
+        return "n/a"
+    err = x["classifier"].get(f"{key}_err")
+    return f"{v:.{digits}g}" + (f" ± {err:.2g}" if err is not None else "")
 
 
 def summary_markdown(s: dict) -> str:
@@ -2004,7 +2023,14 @@ def summary_markdown(s: dict) -> str:
             ("crossover T_x (K)", lambda x: _pm(x[tau]["T_crossover"])),
             ("tau_alpha fit: chi2/dof (dof)",
              lambda x: ("n/a" if x[tau]["chi2_dof"] is None else f"{x[tau]['chi2_dof']:.3g}")
-             + f" ({x[tau]['dof']})")]
+             + f" ({x[tau]['dof']})"),
+            ("tau_S from softness vs tau_alpha: chi2 (dof)", lambda x: _closure(x, "tau_alpha")),
+            ("tau_S from softness vs 1/D: chi2 (dof)", lambda x: _closure(x, "inverse_D")),
+            ("ROC AUC (held out)", lambda x: _metric(x, "roc_auc")),
+            ("P(S > 0 given rearranging)", lambda x: _metric(x, "P_S_positive_given_rearranging")),
+            ("hyperplane at the stability T: cosine / corr(S)",
+             lambda x: _metric(x, "stability_cosine", digits=3) + " / "
+             + _metric(x, "stability_pearson_S", digits=3))]
     names = list(s["species"])
     lines = ["| quantity | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(fn(s["species"][n]) for n in names) + " |" for label, fn in rows]

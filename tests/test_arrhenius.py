@@ -887,6 +887,16 @@ def test_accuracy_verdict_reads_the_model_file(tmp_path):
     assert "0.520 ± 0.02 is not above chance" in v["species"]["O"]["statement"]
     assert v["species"]["O"]["roc_auc"] == 0.55
     assert arrhenius.make_summary(r)["verdicts"]["a"]["status"] == "not evaluated"
+    # The stability file's numbers join the model's, and the summary table shows them.
+    with atomic_h5(tmp_path / "stability.h5", "stability", {}) as f:
+        f.attrs["temperature_K"] = 3600.0
+        f["cosine"], f["pearson_S"] = np.array([0.61, 0.72]), np.array([0.57, 0.78])
+    metrics = arrhenius.read_model_metrics(tmp_path / "model.h5", tmp_path / "stability.h5")
+    assert metrics["O"] == {"accuracy": 0.52, "accuracy_err": 0.02, "roc_auc": 0.55, "stability_T_K": 3600.0,
+                            "stability_cosine": 0.72, "stability_pearson_S": 0.78}
+    md = arrhenius.summary_markdown(arrhenius.make_summary(r, metrics))
+    assert "| ROC AUC (held out) | 0.9 | 0.55 |" in md
+    assert "| hyperplane at the stability T: cosine / corr(S) | 0.61 / 0.57 | 0.72 / 0.78 |" in md
 
 
 def test_a_config_that_sets_the_removed_T_split_K_is_refused():
