@@ -347,6 +347,61 @@ def _thresholds(cfg: dict, key: str) -> np.ndarray:
     return np.array([cfg["hops"][key][name] for name in SPECIES_NAMES], dtype=np.float64)
 
 
+def write_hops_datasets(f, *, p_hop_values, labels, events, stats, species, frames, step, time_fs, p_c,
+                        p_quiet, dt_fs: float, half_window: int, quiet_half_window: int,
+                        temperature_K: float, source) -> None:
+    """The datasets and attributes of a hops product (see :func:`hops_file`) in an open file.
+
+    Args:
+      f: writable HDF5 file.
+      p_hop_values, labels, events: [F, N]; stats: :func:`event_statistics` of ``events``;
+      species: [N]; frames, step, time_fs: [F].
+      p_c, p_quiet: [2] thresholds; dt_fs, half_window, quiet_half_window: the frame interval and
+        the half windows of t_R and t_quiet in frames.
+      temperature_K: T; source: the file the events come from.
+    """
+    h, q = half_window, quiet_half_window
+    f.attrs["temperature_K"] = temperature_K
+    f.attrs["t_R_fs"] = 2 * h * dt_fs
+    f.attrs["t_quiet_fs"] = 2 * q * dt_fs
+    f.attrs["half_window_frames"] = h
+    f.attrs["quiet_half_window_frames"] = q
+    f.attrs["frame_interval_fs"] = dt_fs
+    f.attrs["source"] = str(source)
+    ds = f.create_dataset("p_hop", data=np.asarray(p_hop_values).astype(np.float32), chunks=True,
+                          compression="gzip", compression_opts=1)
+    ds.attrs["unit"] = "angstrom^2"
+    f.create_dataset("labels", data=labels, chunks=True, compression="gzip", compression_opts=1)
+    f["labels"].attrs["meaning"] = "1 rearranging (p_hop > p_c), 0 quiet, -1 neither"
+    f.create_dataset("events", data=np.asarray(events, np.int8), chunks=True, compression="gzip",
+                     compression_opts=1)
+    f["events"].attrs["meaning"] = (
+        "1 at the frame where a rearrangement event peaks (an excursion of p_hop above p_c, "
+        "excursions closer than half_window_frames merged; for a jump between frames t-1 and t, "
+        "frame t), 0 elsewhere, -1 where no event can be located (p_hop undefined, or the first or "
+        "last frame where it is defined)")
+    f["frames"] = np.asarray(frames, np.int64)
+    f["step"] = step
+    f["time_fs"] = np.asarray(time_fs, np.float64)
+    f["species"] = np.asarray(species)
+    f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+    f["thresholds/p_c_A2"] = p_c
+    f["thresholds/p_quiet_A2"] = p_quiet
+    f["n_events"] = stats["n_events"]
+    f["rearrangement_rate_per_fs"] = stats["rate_per_fs"]
+    f["rearrangement_rate_per_fs"].attrs["meaning"] = (
+        "events per atom per fs over the frames where an event can be located (events != -1)")
+    f["event_window_fraction"] = stats["window_fraction"]
+    f["event_window_fraction"].attrs["meaning"] = (
+        "fraction of (atom, p_hop window of t_R_fs) pairs with at least one event")
+    f["event_p_hop_max/counts"] = np.stack([np.histogram(v, bins=EVENT_MAX_EDGES_A2)[0]
+                                            for v in event_p_hop_maxima(p_hop_values, events, species)])
+    f["event_p_hop_max/counts"].attrs["meaning"] = (
+        "per species (Si, O), number of events whose excursion maximum of p_hop falls in each bin")
+    f["event_p_hop_max/edges_A2"] = EVENT_MAX_EDGES_A2
+    f["event_p_hop_max/edges_A2"].attrs["unit"] = "angstrom^2"
+
+
 def hops_file(cfg: dict, trajectory, out) -> None:
     """The ``softness hops`` stage: p_hop, labels and rearrangement events of every atom and frame.
 
@@ -387,8 +442,6 @@ def hops_file(cfg: dict, trajectory, out) -> None:
     labels = rearrangement_labels(p, traj.species, p_c, p_quiet, q)
     events = rearrangement_events(p, traj.species, p_c, h)
     stats = event_statistics(events, traj.species, dt, h)
-    peak_counts = np.stack([np.histogram(v, bins=EVENT_MAX_EDGES_A2)[0]
-                            for v in event_p_hop_maxima(p, events, traj.species)])
     for s, name in enumerate(SPECIES_NAMES):
         own = labels[h:n_frames - h + 1, traj.species == s]
         share = (100 * np.mean(own == REARRANGING), 100 * np.mean(own == QUIET)) if own.size else (0.0, 0.0)
@@ -398,43 +451,11 @@ def hops_file(cfg: dict, trajectory, out) -> None:
                  2 * h * dt, *share)
 
     with atomic_h5(out, "hops", cfg) as f:
-        f.attrs["temperature_K"] = temperature
-        f.attrs["t_R_fs"] = 2 * h * dt
-        f.attrs["t_quiet_fs"] = 2 * q * dt
-        f.attrs["half_window_frames"] = h
-        f.attrs["quiet_half_window_frames"] = q
-        f.attrs["frame_interval_fs"] = dt
-        f.attrs["source"] = str(trajectory)
-        ds = f.create_dataset("p_hop", data=p.astype(np.float32), chunks=True, compression="gzip",
-                              compression_opts=1)
-        ds.attrs["unit"] = "angstrom^2"
-        f.create_dataset("labels", data=labels, chunks=True, compression="gzip", compression_opts=1)
-        f["labels"].attrs["meaning"] = "1 rearranging (p_hop > p_c), 0 quiet, -1 neither"
-        f.create_dataset("events", data=events, chunks=True, compression="gzip", compression_opts=1)
-        f["events"].attrs["meaning"] = (
-            "1 at the frame where a rearrangement event peaks (an excursion of p_hop above p_c, "
-            "excursions closer than half_window_frames merged; for a jump between frames t-1 and t, "
-            "frame t), 0 elsewhere, -1 where no event can be located (p_hop undefined, or the first or "
-            "last frame where it is defined)")
-        f["frames"] = np.arange(n_frames, dtype=np.int64)
-        f["step"] = traj.step
-        f["time_fs"] = traj.time_fs
-        f["species"] = traj.species
-        f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
-        f["thresholds/p_c_A2"] = p_c
-        f["thresholds/p_quiet_A2"] = p_quiet
-        f["n_events"] = stats["n_events"]
-        f["rearrangement_rate_per_fs"] = stats["rate_per_fs"]
-        f["rearrangement_rate_per_fs"].attrs["meaning"] = (
-            "events per atom per fs over the frames where an event can be located (events != -1)")
-        f["event_window_fraction"] = stats["window_fraction"]
-        f["event_window_fraction"].attrs["meaning"] = (
-            "fraction of (atom, p_hop window of t_R_fs) pairs with at least one event")
-        f["event_p_hop_max/counts"] = peak_counts
-        f["event_p_hop_max/counts"].attrs["meaning"] = (
-            "per species (Si, O), number of events whose excursion maximum of p_hop falls in each bin")
-        f["event_p_hop_max/edges_A2"] = EVENT_MAX_EDGES_A2
-        f["event_p_hop_max/edges_A2"].attrs["unit"] = "angstrom^2"
+        write_hops_datasets(f, p_hop_values=p, labels=labels, events=events, stats=stats,
+                            species=traj.species, frames=np.arange(n_frames, dtype=np.int64), step=traj.step,
+                            time_fs=traj.time_fs,
+                            p_c=p_c, p_quiet=p_quiet, dt_fs=dt, half_window=h, quiet_half_window=q,
+                            temperature_K=temperature, source=trajectory)
     log.info("wrote %s", out)
 
 

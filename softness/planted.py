@@ -344,42 +344,19 @@ def write_planted_hops(cfg: dict, out, events, frames, time_fs, species, tempera
     p = np.where(events == hops.EVENT, 2.0 * p_c[species], 0.5 * p_quiet[species])
     labels = hops.rearrangement_labels(p, species, p_c, p_quiet, q)
     stats = hops.event_statistics(events, species, dt, h)
-    peak_counts = np.stack([np.histogram(v, bins=hops.EVENT_MAX_EDGES_A2)[0]
-                            for v in hops.event_p_hop_maxima(p, events, species)])
     with atomic_h5(out, "planted_hops", cfg) as f:
-        f.attrs["temperature_K"] = float(temperature_K)
-        f.attrs["t_R_fs"] = 2 * h * dt
-        f.attrs["t_quiet_fs"] = 2 * q * dt
-        f.attrs["half_window_frames"] = h
-        f.attrs["quiet_half_window_frames"] = q
-        f.attrs["frame_interval_fs"] = dt
-        f.attrs["source"] = str(source)
+        hops.write_hops_datasets(f, p_hop_values=p, labels=labels, events=events, stats=stats,
+                                 species=species, frames=frames, step=np.asarray(frames, np.int64),
+                                 time_fs=time_fs, p_c=p_c, p_quiet=p_quiet, dt_fs=dt, half_window=h,
+                                 quiet_half_window=q, temperature_K=float(temperature_K), source=source)
         f.attrs["planted"] = PLANT_DEFINITION
         for key in ("E0_K", "e_K", "Sigma", "c_K2", "T_mid_K"):
             f.attrs[f"planted_{key}"] = np.array([pp[key] for pp in params])
-        ds = f.create_dataset("p_hop", data=p.astype(np.float32), chunks=True, compression="gzip",
-                              compression_opts=1)
-        ds.attrs["unit"] = "angstrom^2"
-        ds.attrs["meaning"] = ("placeholder (planted events, no trajectory): 2 p_c at the events, "
-                               "p_quiet / 2 elsewhere")
-        f.create_dataset("labels", data=labels, chunks=True, compression="gzip", compression_opts=1)
+        f["p_hop"].attrs["meaning"] = ("placeholder (planted events, no trajectory): 2 p_c at the events, "
+                                       "p_quiet / 2 elsewhere")
         f["labels"].attrs["meaning"] = "1 rearranging (a planted event), 0 quiet, -1 neither"
-        f.create_dataset("events", data=np.asarray(events, np.int8), chunks=True, compression="gzip",
-                         compression_opts=1)
         f["events"].attrs["meaning"] = "1 at each planted rearrangement event, 0 elsewhere"
-        f["frames"] = np.asarray(frames, np.int64)
-        f["step"] = np.asarray(frames, np.int64)
         f["step"].attrs["meaning"] = "trajectory frame index (planted events carry no MD step)"
-        f["time_fs"] = np.asarray(time_fs, np.float64)
-        f["species"] = np.asarray(species)
-        f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
-        f["thresholds/p_c_A2"] = p_c
-        f["thresholds/p_quiet_A2"] = p_quiet
-        f["n_events"] = stats["n_events"]
-        f["rearrangement_rate_per_fs"] = stats["rate_per_fs"]
-        f["event_window_fraction"] = stats["window_fraction"]
-        f["event_p_hop_max/counts"] = peak_counts
-        f["event_p_hop_max/edges_A2"] = hops.EVENT_MAX_EDGES_A2
     return stats
 
 

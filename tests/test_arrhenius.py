@@ -1257,18 +1257,12 @@ def test_P_R_of_atoms_jumping_at_a_known_rate_through_hops(tmp_path):
     """Atoms jumping at a known rate (after each jump a dead time longer than Delta) through the
     hops stage: every window holds at most one jump, so P_R = r Delta, and the mean number of
     events per window is r Delta too, with softness on every frame or on every 4th."""
-    from test_hops import jump_trajectory, write_trajectory
-
-    from softness.hops import hops_file
+    from test_hops import hops_of_jumping_atoms
 
     rng = np.random.default_rng(51)
-    n_atoms, n_frames, dt, h, dead, q = 150, 2000, 10.0, 5, 30, 0.02
+    n_frames, dt, h, dead, q = 2000, 10.0, 5, 30, 0.02
     species = np.r_[np.zeros(50, int), np.ones(100, int)]
-    x, jumps = jump_trajectory(rng, n_atoms, n_frames, q, dead)
-    path = write_trajectory(tmp_path / "traj.h5", x, species, 20.0, dt)
-    cfg = config.resolve({"hops": {"t_R_fs": 2 * h * dt, "t_quiet_fs": 100.0,
-                                   "p_c_A2": {"Si": 0.6, "O": 0.6}, "p_quiet_A2": {"Si": 0.1, "O": 0.1}}})
-    hops_file(cfg, path, tmp_path / "hops.h5")
+    _, jumps = hops_of_jumping_atoms(tmp_path, rng, species, n_frames, q, dead, dt, h)
     with h5py.File(tmp_path / "hops.h5") as fh:
         n_window = arrhenius.P_R_window_frames(200.0, arrhenius.hops_frame_interval_fs(fh), "hops.h5")
     assert n_window == 20 <= dead
@@ -1279,7 +1273,7 @@ def test_P_R_of_atoms_jumping_at_a_known_rate_through_hops(tmp_path):
                                             s_frames, n_window)
         # Events are located on frames h + 1 ... F - h - 1, so windows from h + 1 to F - h - n_window.
         counted = (s_frames >= h + 1) & (s_frames + n_window <= n_frames - h)
-        assert_array_equal(totals, np.where(counted, n_atoms, 0))
+        assert_array_equal(totals, np.where(counted, species.size, 0))
         # Exactly: the windows that hold a jump frame.
         starts = s_frames[counted]
         in_window = np.array([jumps[f:f + n_window].any(axis=0) for f in starts])

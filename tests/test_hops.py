@@ -336,18 +336,26 @@ def jump_trajectory(rng, n_atoms, n_frames, q_per_frame, dead_frames, a=1.5, noi
     return x, jumps
 
 
-def test_events_of_atoms_jumping_at_a_known_rate(tmp_path):
-    """200 atoms x 2000 frames, Si and O jumping at different known rates: every jump is one event
-    at its jump frame, and the stored rates equal the true ones within their Poisson error."""
-    rng = np.random.default_rng(40)
-    n_atoms, n_frames, dt, h, dead = 200, 2000, 10.0, 5, 30
-    species = np.r_[np.zeros(80, int), np.ones(120, int)]
-    q = np.where(species == 0, 0.01, 0.03)
-    x, jumps = jump_trajectory(rng, n_atoms, n_frames, q, dead)
+def hops_of_jumping_atoms(tmp_path, rng, species, n_frames, q_per_frame, dead_frames, dt=10.0, h=5):
+    """:func:`jump_trajectory` written as a trajectory (frames every ``dt`` fs) and run through the
+    hops stage with t_R = 2 h dt and p_c = 0.6 A^2 for both species; returns the hops file and
+    the true jumps [F, N]."""
+    x, jumps = jump_trajectory(rng, species.size, n_frames, q_per_frame, dead_frames)
     path = write_trajectory(tmp_path / "traj.h5", x, species, 20.0, dt)
     cfg = config.resolve({"hops": {"t_R_fs": 2 * h * dt, "t_quiet_fs": 100.0,
                                    "p_c_A2": {"Si": 0.6, "O": 0.6}, "p_quiet_A2": {"Si": 0.1, "O": 0.1}}})
     hops_file(cfg, path, tmp_path / "hops.h5")
+    return tmp_path / "hops.h5", jumps
+
+
+def test_events_of_atoms_jumping_at_a_known_rate(tmp_path):
+    """200 atoms x 2000 frames, Si and O jumping at different known rates: every jump is one event
+    at its jump frame, and the stored rates equal the true ones within their Poisson error."""
+    rng = np.random.default_rng(40)
+    n_frames, dt, h, dead = 2000, 10.0, 5, 30
+    species = np.r_[np.zeros(80, int), np.ones(120, int)]
+    q = np.where(species == 0, 0.01, 0.03)
+    _, jumps = hops_of_jumping_atoms(tmp_path, rng, species, n_frames, q, dead, dt, h)
     with h5py.File(tmp_path / "hops.h5") as f:
         assert f.attrs["half_window_frames"] == h
         events, p = f["events"][()], f["p_hop"][()]
