@@ -6,20 +6,25 @@
 #   snakemake --workflow-profile profiles/slurm-gpu --configfile config/paper.yaml
 #                                                           paper-scale protocol on a cluster
 #   snakemake --report report.html                          every figure with its caption
+#
+# With the config section `import` set (your own trajectories, one per temperature; config/README.md)
+# the DAG starts from those files (workflow/rules/import.smk) instead of the quench and the MD runs.
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from softness.config import resolve
+from softness.config import check_import_files, import_mode, resolve
 from softness.errors import SoftnessError
 
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 # Fill every default from the schema and validate, so a broken config stops here, before any
-# job runs, with one sentence naming the key (command-line --configfile / --config included).
+# job runs, with one sentence naming the key (command-line --configfile / --config included); in
+# import mode also the user's trajectory files (they exist and their format is known).
 try:
     config.update(resolve(config))
+    check_import_files(config)
 except SoftnessError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 
@@ -28,8 +33,18 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/quench.smk"
-include: "workflow/rules/md_run.smk"
+
+
+if import_mode(config):
+
+    include: "workflow/rules/import.smk"
+
+else:
+
+    include: "workflow/rules/quench.smk"
+    include: "workflow/rules/md_run.smk"
+
+
 include: "workflow/rules/features.smk"
 include: "workflow/rules/hops.smk"
 include: "workflow/rules/dynamics.smk"

@@ -1,4 +1,5 @@
-"""glass-softness: liquid silica with JAX MD, machine-learned softness and the
+"""glass-softness: glass-forming liquids (BKS silica, the Kob-Andersen mixture, or a system of
+your own in ``softness.systems``) with JAX MD, machine-learned softness and the
 strong-to-fragile crossover (Cubuk, Liu, Kaxiras, Schoenholz, arXiv:2008.09681).
 
 Every stage of the pipeline is a plain function in one of the submodules; the

@@ -45,13 +45,13 @@ Definitions used here (all per species):
   across two runs; :func:`pooled_bootstrap_ratio`). tau_alpha and D of the temperature are the
   means over its runs, with the error from the spread over runs for three or more, the larger of
   that and the block errors for two (:func:`mean_over_runs`); ``n_runs`` [T] and, with several
-  runs, ``dynamics/tau_alpha_runs_fs`` and ``dynamics/D_runs_A2_per_fs`` [2, T, R] keep the
+  runs, ``dynamics/tau_alpha_runs_fs`` and ``dynamics/D_runs_A2_per_fs`` [S, T, R] keep the
   count and each run's value. The rest of the analysis sees one entry per temperature.
 * **Temperatures with no cage jumps.** Where tau_alpha < ``arrhenius.min_tau_alpha_over_t_R``
   x t_R (t_R: the hops file's p_hop window), every atom leaves its cage within a window and
   p_hop measures flow, not jumps; where tau_alpha was not reached, the same unless the longest
   lag of the dynamics (a lower bound on tau_alpha) shows it is long enough. Such a temperature
-  is flagged for that species (``flagged_temperature`` [2, T] with
+  is flagged for that species (``flagged_temperature`` [S, T] with
   ``flagged_temperature_reason``), shown (grey in the P_R figure) and left out of the per-bin
   fits (``usable`` is false there). tau_alpha itself is measured there and stays in its fit.
 * **Fits.** Weighted least squares; when chi^2 / dof > 1 the covariance is multiplied by it
@@ -109,6 +109,15 @@ Too few temperatures, per quantity:
   each side at best.
 
 Energies are stored in K (as E / k_B) and in eV (``softness.units``); temperatures in K.
+
+Species and systems. Nothing here names a species: the names and their number S come from the
+files (``/species_names`` of every softness, hops and dynamics file, which must all agree), every
+per-species array has a leading axis [S] in that order, the product stores ``/species_names``
+and the summary is keyed by them. The root attribute ``system`` of the inputs (e.g.
+"kob_andersen") is copied onto the product; where that system has reduced units
+(``softness.systems.get(system).REDUCED_UNITS``), the summary adds a ``reduced_units`` block
+and, per species, the key numbers in them (``reduced``): temperatures T / temperature_K,
+energies (E / k_B) / temperature_K (= E / eps), times t / time_fs.
 """
 
 from __future__ import annotations
@@ -123,13 +132,12 @@ import h5py
 import numpy as np
 from scipy import stats
 
-from softness import units
+from softness import systems, units
+from softness.classifier import names_dataset, species_names_of, system_of
 from softness.errors import SoftnessError
 from softness.io import atomic_h5, open_input, require
 
 log = logging.getLogger(__name__)
-
-SPECIES_NAMES = ("Si", "O")
 
 #: Outer bin edges are these quantiles of the softness of rearranging atoms.
 TAIL_QUANTILE = 0.005
@@ -705,11 +713,11 @@ def flag_temperatures(tau_alpha_fs, t_R_fs, min_ratio: float, max_lag_fs=None):
     cage jumps, only rare ones). An unknown t_R (NaN) flags nothing.
 
     Args:
-      tau_alpha_fs: [2, T]; t_R_fs: [T] (the hops files' window); min_ratio: the bound on tau / t_R;
+      tau_alpha_fs: [S, T]; t_R_fs: [T] (the hops files' window); min_ratio: the bound on tau / t_R;
       max_lag_fs: [T] longest lag at which F_s was measured, or None (unknown).
 
     Returns:
-      flagged [2, T] bool, reason [2, T] str ('' where not flagged), ratio [2, T] tau_alpha / t_R.
+      flagged [S, T] bool, reason [S, T] str ('' where not flagged), ratio [S, T] tau_alpha / t_R.
     """
     tau = np.asarray(tau_alpha_fs, dtype=np.float64)
     t_r = np.broadcast_to(np.asarray(t_R_fs, dtype=np.float64), tau.shape)
@@ -867,32 +875,50 @@ class TemperatureData:
 
 
 def _open_triplet(item: TemperatureData):
+    """Open a run's softness and hops files; they must describe the same atoms and species.
+
+    Returns:
+      fs, fh (open files) and the species names.
+    """
     fs = open_input(item.softness, "softness")
     fh = open_input(item.hops, "hops")
-    require(fs, "softness", "frames", "species", what="softness")
-    require(fh, "events", "frames", "time_fs", "species", what="hops")
-    if not np.array_equal(fs["species"][()], fh["species"][()]):
-        raise SoftnessError(f"softness file {item.softness} and hops file {item.hops} describe different "
-                            "atoms ('/species' differ).")
-    return fs, fh
+    try:
+        require(fs, "softness", "frames", "species", what="softness")
+        require(fh, "events", "frames", "time_fs", "species", what="hops")
+        names = species_names_of(fs, "softness", item.softness)
+        if species_names_of(fh, "hops", item.hops) != names:
+            raise SoftnessError(f"softness file {item.softness} and hops file {item.hops} name different "
+                                "species ('/species_names' differ).")
+        if not np.array_equal(fs["species"][()], fh["species"][()]):
+            raise SoftnessError(f"softness file {item.softness} and hops file {item.hops} describe different "
+                                "atoms ('/species' differ).")
+    except BaseException:
+        fs.close()
+        fh.close()
+        raise
+    return fs, fh, names
 
 
 def _event_softness(item: TemperatureData, rng, window_frames: int, cap: int = 2_000_000):
     """Softness of every rearranging (frame, atom) per species (subsampled beyond ``cap``), and S range.
 
     ``window_frames`` is Delta in frames (:func:`P_R_window_frames`).
+
+    Returns:
+      values (a list with one array per species), s_min [S], s_max [S].
     """
-    fs, fh = _open_triplet(item)
+    fs, fh, names = _open_triplet(item)
+    n_sp = len(names)
     with fs, fh:
         species = fs["species"][()]
         lo, hi, complete = event_windows(fs["frames"][()], fh["frames"][()], window_frames)
         s_ds = fs["softness"]
-        out = [[], []]
-        s_min, s_max = np.full(2, np.inf), np.full(2, -np.inf)
+        out = [[] for _ in range(n_sp)]
+        s_min, s_max = np.full(n_sp, np.inf), np.full(n_sp, -np.inf)
         for f0, f1 in _window_chunks(lo, s_ds.shape[1]):
             s = s_ds[f0:f1]
             event, _, valid = _window_events(fh, lo, hi, complete, f0, f1)
-            for sp in range(2):
+            for sp in range(n_sp):
                 mine = species == sp
                 if not mine.any():
                     continue
@@ -900,7 +926,7 @@ def _event_softness(item: TemperatureData, rng, window_frames: int, cap: int = 2
                 s_min[sp] = min(s_min[sp], float(s[:, mine].min()))
                 s_max[sp] = max(s_max[sp], float(s[:, mine].max()))
     values = []
-    for sp in range(2):
+    for sp in range(n_sp):
         v = np.concatenate(out[sp]) if out[sp] else np.zeros(0, np.float32)
         if v.size > cap:
             v = rng.choice(v, cap, replace=False)
@@ -924,7 +950,7 @@ def count_temperature(item: TemperatureData, edges, hist_edges, window_frames: i
 
     Args:
       item: the temperature's files.
-      edges: [2, B + 1] softness bin edges; hist_edges: [2, N_HIST + 1].
+      edges: [S, B + 1] softness bin edges; hist_edges: [S, N_HIST + 1].
       window_frames: Delta in frames (:func:`P_R_window_frames`).
 
     Returns:
@@ -934,26 +960,30 @@ def count_temperature(item: TemperatureData, edges, hist_edges, window_frames: i
       counted atom inside its window, several per window possible), ``mean_S`` [F] per-frame
       mean softness, ``hist`` [N_HIST] softness histogram counts.
     """
-    fs, fh = _open_triplet(item)
+    fs, fh, names = _open_triplet(item)
+    n_sp = len(names)
+    if np.shape(edges)[0] != n_sp:
+        raise SoftnessError(f"softness file {item.softness} names {n_sp} species ({', '.join(names)}) but "
+                            f"the softness bins are for {np.shape(edges)[0]}.")
     with fs, fh:
         species = fs["species"][()]
         lo, hi, complete = event_windows(fs["frames"][()], fh["frames"][()], window_frames)
         s_ds = fs["softness"]
         n_frames = s_ds.shape[0]
         n_bins = edges.shape[1] - 1
-        res = {"events": [np.zeros((n_frames, n_bins)) for _ in range(2)],
-               "totals": [np.zeros((n_frames, n_bins)) for _ in range(2)],
-               "s_sum": [np.zeros(n_bins) for _ in range(2)],
-               "all_events": [np.zeros(n_frames) for _ in range(2)],
-               "all_totals": [np.zeros(n_frames) for _ in range(2)],
-               "all_counts": [np.zeros(n_frames) for _ in range(2)],
-               "mean_S": [np.full(n_frames, np.nan) for _ in range(2)],
-               "hist": [np.zeros(N_HIST) for _ in range(2)]}
+        res = {"events": [np.zeros((n_frames, n_bins)) for _ in range(n_sp)],
+               "totals": [np.zeros((n_frames, n_bins)) for _ in range(n_sp)],
+               "s_sum": [np.zeros(n_bins) for _ in range(n_sp)],
+               "all_events": [np.zeros(n_frames) for _ in range(n_sp)],
+               "all_totals": [np.zeros(n_frames) for _ in range(n_sp)],
+               "all_counts": [np.zeros(n_frames) for _ in range(n_sp)],
+               "mean_S": [np.full(n_frames, np.nan) for _ in range(n_sp)],
+               "hist": [np.zeros(N_HIST) for _ in range(n_sp)]}
         for f0, f1 in _window_chunks(lo, s_ds.shape[1]):
             s = s_ds[f0:f1].astype(np.float64)
             event, count, valid = _window_events(fh, lo, hi, complete, f0, f1)
             nf = f1 - f0
-            for sp in range(2):
+            for sp in range(n_sp):
                 mine = species == sp
                 if not mine.any():
                     continue
@@ -1105,7 +1135,7 @@ def mean_over_runs(values, block_errors):
 
 def _pooled_dynamics(runs: list[TemperatureData]) -> dict:
     """tau_alpha, D and their errors at one temperature from its runs (:func:`mean_over_runs`); the
-    per-run values (``tau_runs``, ``D_runs`` [2, R]) and the shortest longest lag."""
+    per-run values (``tau_runs``, ``D_runs`` [S, R]) and the shortest longest lag."""
     per_run = [_read_dynamics(it) for it in runs]
     out = {"tau_runs": np.stack([d["tau"] for d in per_run], axis=1),
            "D_runs": np.stack([d["D"] for d in per_run], axis=1),
@@ -1231,10 +1261,14 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
 
     Returns:
       dict keyed like the product (see :func:`arrhenius_file`): one entry per temperature, its
-      runs pooled (``n_runs`` [T] says how many).
+      runs pooled (``n_runs`` [T] says how many); per-species arrays [S, ...] in the order of
+      ``species_names`` (every file's, which must all be the same); ``attrs`` holds ``system``
+      when the files name one.
     """
     acfg = cfg["arrhenius"]
     per_temperature = _temperatures(softness, hops, dynamics)  # [T][run]
+    names, system = input_species_and_system(per_temperature)
+    n_sp = len(names)
     items = [runs[0] for runs in per_temperature]  # run 0 of each temperature (t_R, frame interval)
     temps = np.array([it.temperature_K for it in items])
     n_t, n_bins = temps.size, acfg["n_bins"]
@@ -1269,40 +1303,41 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
                 it.block_frames = int(max(1, round(ratio))) if np.isfinite(ratio) else 1
 
     # Pass 1: softness of the rearranging atoms -> bin edges common to all temperatures.
-    ev_s = [[], []]
-    s_min, s_max = np.full(2, np.inf), np.full(2, -np.inf)
+    ev_s = [[] for _ in range(n_sp)]
+    s_min, s_max = np.full(n_sp, np.inf), np.full(n_sp, -np.inf)
     for k, runs in enumerate(per_temperature):
         for j, it in enumerate(runs):
             # (run 0 draws from the stream a temperature's only run always had)
             rng = np.random.default_rng([seed, _SEED_SALT, 0, k] + ([j] if j else []))
             values, lo, hi = _event_softness(it, rng, window_frames[k][j])
-            for sp in range(2):
+            for sp in range(n_sp):
                 ev_s[sp].append(values[sp])
             s_min, s_max = np.minimum(s_min, lo), np.maximum(s_max, hi)
-    edges = np.stack([softness_bin_edges(np.concatenate(ev_s[sp]), n_bins) for sp in range(2)])
+    edges = np.stack([softness_bin_edges(np.concatenate(ev_s[sp]), n_bins) for sp in range(n_sp)])
     hist_edges = np.stack([np.linspace(s_min[sp], s_max[sp], N_HIST + 1) if np.isfinite(s_min[sp])
-                           else np.linspace(-1, 1, N_HIST + 1) for sp in range(2)])
+                           else np.linspace(-1, 1, N_HIST + 1) for sp in range(n_sp)])
 
     # Pass 2: per-frame counts of every run, pooled over the runs of a temperature; block bootstrap
     # within each run (pooled_bootstrap_ratio).
-    shape = (2, n_t, n_bins)
-    r = {"temperature_K": temps, "species_names": np.array(SPECIES_NAMES), "bins/edges": edges,
+    shape = (n_sp, n_t, n_bins)
+    r = {"temperature_K": temps, "species_names": np.array(names), "bins/edges": edges,
          "P_R": np.full(shape, np.nan), "ln_P_R_err": np.full(shape, np.nan),
          "P_R_ci_low": np.full(shape, np.nan), "P_R_ci_high": np.full(shape, np.nan),
          "n_events": np.zeros(shape, np.int64), "n_samples": np.zeros(shape, np.int64),
          "bins/S_mean_T": np.full(shape, np.nan), "usable": np.zeros(shape, bool),
-         "mean_softness/mean": np.full((2, n_t), np.nan), "mean_softness/err": np.full((2, n_t), np.nan),
-         "softness_histogram/edges": hist_edges, "softness_histogram/density": np.zeros((2, n_t, N_HIST)),
-         "rate/P_R_mean": np.full((2, n_t), np.nan), "rate/ln_P_R_mean_err": np.full((2, n_t), np.nan),
-         "rate/rate_per_fs": np.full((2, n_t), np.nan), "rate/ln_rate_err": np.full((2, n_t), np.nan),
+         "mean_softness/mean": np.full((n_sp, n_t), np.nan),
+         "mean_softness/err": np.full((n_sp, n_t), np.nan),
+         "softness_histogram/edges": hist_edges, "softness_histogram/density": np.zeros((n_sp, n_t, N_HIST)),
+         "rate/P_R_mean": np.full((n_sp, n_t), np.nan), "rate/ln_P_R_mean_err": np.full((n_sp, n_t), np.nan),
+         "rate/rate_per_fs": np.full((n_sp, n_t), np.nan), "rate/ln_rate_err": np.full((n_sp, n_t), np.nan),
          "frame_interval_fs": np.zeros(n_t), "block_frames": np.zeros(n_t, np.int64),
          "P_R_window_fs": window_fs, "n_runs": n_runs}
-    s_sum, s_cnt = np.zeros((2, n_bins)), np.zeros((2, n_bins))
+    s_sum, s_cnt = np.zeros((n_sp, n_bins)), np.zeros((n_sp, n_bins))
     for k, runs in enumerate(per_temperature):
         counts = [count_temperature(it, edges, hist_edges, window_frames[k][j]) for j, it in enumerate(runs)]
         blocks = [it.block_frames for it in runs]
         r["frame_interval_fs"][k], r["block_frames"][k] = items[k].frame_interval_fs, items[k].block_frames
-        for sp in range(2):
+        for sp in range(n_sp):
             rng = np.random.default_rng([seed, _SEED_SALT, 1, k, sp])
             ev, tot = [c["events"][sp] for c in counts], [c["totals"][sp] for c in counts]
             p, ln_err, lo, hi = pooled_bootstrap_ratio(ev, tot, blocks, acfg["n_bootstrap"], rng)
@@ -1339,9 +1374,9 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
     dyn = [_pooled_dynamics(runs) for runs in per_temperature]
     for key, name in (("tau_alpha_fs", "tau"), ("tau_alpha_err_fs", "tau_err"), ("D_A2_per_fs", "D"),
                       ("D_err_A2_per_fs", "D_err")):
-        r[f"dynamics/{key}"] = np.stack([d[name] for d in dyn], axis=1)  # [2, T]
+        r[f"dynamics/{key}"] = np.stack([d[name] for d in dyn], axis=1)  # [S, T]
     r["dynamics/max_lag_fs"] = np.array([d["max_lag"] for d in dyn])
-    if n_runs.max() > 1:  # each run's value, NaN beyond a temperature's runs: [2, T, max runs]
+    if n_runs.max() > 1:  # each run's value, NaN beyond a temperature's runs: [S, T, max runs]
         for key, name in (("tau_alpha_runs_fs", "tau_runs"), ("D_runs_A2_per_fs", "D_runs")):
             r[f"dynamics/{key}"] = np.stack([np.pad(d[name], ((0, 0), (0, n_runs.max() - d[name].shape[1])),
                                                     constant_values=np.nan) for d in dyn], axis=1)
@@ -1364,14 +1399,68 @@ def analyse(cfg: dict, softness, hops, dynamics) -> dict:
                   **{f"sources_{kind}": json.dumps([str(getattr(it, kind)) for runs in per_temperature
                                                     for it in runs])
                      for kind in ("softness", "hops", "dynamics")}}
+    if system is not None:
+        r["attrs"]["system"] = system
     return r
+
+
+def input_species_and_system(per_temperature) -> tuple[tuple, str | None]:
+    """The species names every input names, and their ``system`` attribute.
+
+    Every softness, hops and dynamics file of every run and temperature must name the same species
+    in the same order (their ``/species_names``), and a dynamics file must hold one value per
+    species; the files that carry a root attribute ``system`` must agree on it.
+
+    Args:
+      per_temperature: the runs of each temperature (:func:`_temperatures`).
+
+    Returns:
+      The species names and the system (None where no file names one).
+
+    Raises:
+      SoftnessError: one sentence naming the first file that disagrees.
+    """
+    names, first, found = None, None, {}
+    for runs in per_temperature:
+        for it in runs:
+            for kind in ("softness", "hops", "dynamics"):
+                path = getattr(it, kind)
+                with open_input(path, kind) as f:
+                    these = species_names_of(f, kind, path)
+                    if names is None:
+                        names, first = these, f"{kind} file {path}"
+                    elif these != names:
+                        raise SoftnessError(
+                            f"{kind} file {path} names the species ({', '.join(these)}) but {first} names "
+                            f"({', '.join(names)}); runs and temperatures pooled in one analysis must come "
+                            "from one system.")
+                    tau = f["tau_alpha_fs"] if kind == "dynamics" and "tau_alpha_fs" in f else None
+                    if tau is not None and tau.shape != (len(names),):
+                        raise SoftnessError(f"dynamics file {path} holds tau_alpha of shape "
+                                            f"{f['tau_alpha_fs'].shape}, not one value for each of its "
+                                            f"{len(names)} species.")
+                    system = system_of(f)
+                    if system is not None:
+                        found.setdefault(system, f"{kind} file {path}")
+    if len(found) > 1:
+        (a, fa), (b, fb) = list(found.items())[:2]
+        raise SoftnessError(f"{fb} comes from system '{b}' but {fa} from '{a}'; analyse one system at a "
+                            "time.")
+    return names, next(iter(found), None)
+
+
+def result_species_names(r: dict) -> list:
+    """The species names of results of :func:`analyse` (``species_names``), as str."""
+    if "species_names" not in r:
+        raise SoftnessError("the results name no species ('species_names' is missing).")
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(r["species_names"])]
 
 
 def fit_results(r: dict, acfg: dict) -> None:
     """Every fit of :func:`analyse`, added to ``r``: flags, per-bin fits, lines, <S>(T), tau_alpha(T).
 
     Args:
-      r: the counted results: ``temperature_K``, ``P_R``, ``ln_P_R_err``, ``usable``,
+      r: the counted results: ``species_names`` [S], ``temperature_K``, ``P_R``, ``ln_P_R_err``, ``usable``,
         ``bins/S_mean``, ``mean_softness/{mean, err}``, ``rate/{rate_per_fs, ln_rate_err}``,
         ``dynamics/{tau_alpha_fs, tau_alpha_err_fs, D_A2_per_fs, D_err_A2_per_fs}`` (and
         optionally ``dynamics/max_lag_fs`` [T]) and ``t_R_fs``.
@@ -1391,7 +1480,7 @@ def fit_results(r: dict, acfg: dict) -> None:
     r["flagged_temperature"], r["flagged_temperature_reason"] = flagged, reason
     r["usable"] = r["usable"] & ~flagged[:, :, None]
     fits = {"bin": [], "lines": [], "mean": [], "tau": []}
-    for sp, name in enumerate(SPECIES_NAMES):
+    for sp, name in enumerate(result_species_names(r)):
         if flagged[sp].any():
             listed = zip(temps[flagged[sp]], reason[sp, flagged[sp]], strict=True)
             log.warning("%s: %s; left out of the per-bin fits (arrhenius.min_tau_alpha_over_t_R = %g).", name,
@@ -1509,9 +1598,9 @@ def relaxation_closure(ln_tau_pred, ln_tau_pred_err, ln_tau, ln_tau_err) -> dict
 def _relaxation_closures(r: dict, temps, lines) -> None:
     """tau_S(T) = Delta / <P_R>_pred(T) from the softness model, against tau_alpha and 1/D."""
     window = np.asarray(r.get("P_R_window_fs", np.full(temps.size, np.nan)), dtype=np.float64)
-    n_t = temps.size
-    pred, pred_err = np.full((2, n_t), np.nan), np.full((2, n_t), np.nan)
-    for sp in range(2):
+    n_t, n_sp = temps.size, len(lines)
+    pred, pred_err = np.full((n_sp, n_t), np.nan), np.full((n_sp, n_t), np.nan)
+    for sp in range(n_sp):
         if "softness_histogram/density" not in r:  # (fits driven without counts)
             continue
         ln_p, ln_p_err = predicted_mean_P_R(temps, r["softness_histogram/density"][sp],
@@ -1524,14 +1613,16 @@ def _relaxation_closures(r: dict, temps, lines) -> None:
                     "inverse_D": (-np.log(r["dynamics/D_A2_per_fs"]),
                                   r["dynamics/D_err_A2_per_fs"] / r["dynamics/D_A2_per_fs"])}
     for label, (ln_y, ln_y_err) in measured.items():
-        res = [relaxation_closure(pred[sp], pred_err[sp], ln_y[sp], ln_y_err[sp]) for sp in range(2)]
+        res = [relaxation_closure(pred[sp], pred_err[sp], ln_y[sp], ln_y_err[sp]) for sp in range(n_sp)]
         for key in res[0]:
             r[f"closure/{label}/{key}"] = np.array([x[key] for x in res])
 
 
 def _collect_fits(r: dict, temps, fits: dict) -> None:
-    """Stack the per-species fits into [2, ...] arrays of ``r`` and log the headline numbers."""
+    """Stack the per-species fits into [S, ...] arrays of ``r`` and log the headline numbers."""
     n_t = temps.size
+    names = result_species_names(r)
+    n_sp = len(names)
     t_mid = np.sqrt(temps[1:] * temps[:-1])
     r["crossover/T_mid_K"] = t_mid
     for key in ("Sigma", "Sigma_err", "DeltaE_K", "DeltaE_K_err", "cov", "n_temperatures", "fitted",
@@ -1556,8 +1647,8 @@ def _collect_fits(r: dict, temps, fits: dict) -> None:
     r["lines/T0_K"], r["lines/T0_K_err"] = t0[:, 0], t0[:, 1]
     # The temperatures the lines rest on; a T0 among them is a crossing inside the data, not the
     # high-temperature extrapolation the softness picture means.
-    t_range = np.full((2, 2), np.nan)
-    for sp in range(2):
+    t_range = np.full((n_sp, 2), np.nan)
+    for sp in range(n_sp):
         used = r["usable"][sp][:, r["bin_fit/in_lines"][sp]].any(axis=1)
         if used.any():
             t_range[sp] = temps[used].min(), temps[used].max()
@@ -1575,11 +1666,11 @@ def _collect_fits(r: dict, temps, fits: dict) -> None:
                 "curved"):
         r[f"mean_softness/{key}"] = np.array([m[key] for m in mean])
 
-    pred, pred_err, pred_mid, pred_mid_err = (np.full((2, n_t), np.nan), np.full((2, n_t), np.nan),
-                                              np.full((2, n_t - 1), np.nan), np.full((2, n_t - 1), np.nan))
-    pred_mid_cov = np.full((2, n_t - 1, n_t - 1), np.nan)
-    e_inf, e_inf_err, curv, curv_err = (np.full(2, np.nan) for _ in range(4))
-    for sp in range(2):
+    pred, pred_err = np.full((n_sp, n_t), np.nan), np.full((n_sp, n_t), np.nan)
+    pred_mid, pred_mid_err = np.full((n_sp, n_t - 1), np.nan), np.full((n_sp, n_t - 1), np.nan)
+    pred_mid_cov = np.full((n_sp, n_t - 1, n_t - 1), np.nan)
+    e_inf, e_inf_err, curv, curv_err = (np.full(n_sp, np.nan) for _ in range(4))
+    for sp in range(n_sp):
         fl, fm = lines[sp], mean[sp]["fit"]
         pred[sp], pred_err[sp] = predicted_barrier(temps, fl, fm)
         pred_mid[sp], pred_mid_err[sp], pred_mid_cov[sp] = predicted_barrier(t_mid, fl, fm, full_cov=True)
@@ -1623,10 +1714,10 @@ def _collect_fits(r: dict, temps, fits: dict) -> None:
     # The closure: measured secants against the prediction at the same temperatures, with both
     # covariances; the mean rate only between temperatures that are not flagged.
     for source in ("tau", "rate"):
-        res = {k: np.full(2, np.nan) for k in ("chi2", "p_value")}
-        res.update({k: np.zeros(2, np.int64) for k in ("dof", "n_below", "n_above")})
-        used = np.zeros((2, n_t - 1), bool)
-        for sp in range(2):
+        res = {k: np.full(n_sp, np.nan) for k in ("chi2", "p_value")}
+        res.update({k: np.zeros(n_sp, np.int64) for k in ("dof", "n_below", "n_above")})
+        used = np.zeros((n_sp, n_t - 1), bool)
+        for sp in range(n_sp):
             if source == "tau":
                 measured, err_y = e_tau[sp], ln_tau_err[sp]
             else:
@@ -1644,14 +1735,14 @@ def _collect_fits(r: dict, temps, fits: dict) -> None:
         r[f"closure/{source}/used"] = used
 
     _relaxation_closures(r, temps, lines)
-    for sp, name in enumerate(SPECIES_NAMES):
+    for sp, name in enumerate(names):
         for label in ("tau_alpha", "inverse_D"):
             c = {k: r[f"closure/{label}/{k}"][sp] for k in ("offset", "chi2", "dof", "p_value")}
             log.info("%s: ln %s = ln tau_S + %.3g over %d temperatures: chi2 = %.3g for %d dof (p = %.2g)",
                      name, label.replace("_", " "), c["offset"], c["dof"] + 1, c["chi2"], c["dof"],
                      c["p_value"])
 
-    for sp, name in enumerate(SPECIES_NAMES):
+    for sp, name in enumerate(names):
         lv = [r[f"lines/{k}"][sp] for k in ("e0_K", "e0_K_err", "e1_K", "e1_K_err", "Sigma0", "Sigma0_err",
                                              "Sigma1", "Sigma1_err", "T0_K", "T0_K_err", "n_bins_in_lines")]
         log.info("%s: DeltaE(S) = (%.4g +- %.2g) - (%.4g +- %.2g) S K, Sigma(S) = (%.4g +- %.2g) - "
@@ -1868,22 +1959,30 @@ def read_model_metrics(path, stability=None) -> dict:
     """Per species name the classifier's held-out numbers from a model file (for claim (a)):
     ``accuracy``, ``accuracy_err`` and any ``quality/*`` datasets present; with a ``stability``
     file (stage ``stability``) also the cosine between the hyperplane normals trained at T_train
-    and at its temperature, and the correlation of the two softnesses."""
-    out = {name: {} for name in SPECIES_NAMES}
+    and at its temperature, and the correlation of the two softnesses.
+
+    The names are the model file's ``/species_names``; a stability file must name the same.
+    """
     with open_input(path, "model") as f:
+        names = species_names_of(f, "model", path)
+        out = {name: {} for name in names}
         keys = [k for k in ("accuracy", "accuracy_err") if k in f]
         if "quality" in f:
             keys += [f"quality/{k}" for k, v in f["quality"].items()
-                     if isinstance(v, h5py.Dataset) and v.shape == (2,)]
+                     if isinstance(v, h5py.Dataset) and v.shape == (len(names),)]
         for key in keys:
             values = f[key][()]
-            for sp, name in enumerate(SPECIES_NAMES):
+            for sp, name in enumerate(names):
                 out[name][key.removeprefix("quality/")] = float(values[sp])
     if stability is not None:
         with open_input(stability, "stability") as f:
             require(f, "cosine", "pearson_S", what="stability")
+            other = species_names_of(f, "stability", stability)
+            if other != names:
+                raise SoftnessError(f"stability file {stability} names the species ({', '.join(other)}) but "
+                                    f"model file {path} names ({', '.join(names)}).")
             t = float(f.attrs.get("temperature_K", np.nan))
-            for sp, name in enumerate(SPECIES_NAMES):
+            for sp, name in enumerate(names):
                 out[name]["stability_T_K"] = t
                 out[name]["stability_cosine"] = float(f["cosine"][sp])
                 out[name]["stability_pearson_S"] = float(f["pearson_S"][sp])
@@ -1895,7 +1994,7 @@ def claim_verdicts(r: dict, model_metrics: dict | None = None) -> dict:
     min_t = int(r["attrs"]["min_temperatures"])
     p_threshold = float(r["attrs"].get("consistency_p_value", CONSISTENCY_P_VALUE))
     out = {"a": {}, "b": {}, "c": {}, "d": {}}
-    for sp, name in enumerate(SPECIES_NAMES):
+    for sp, name in enumerate(result_species_names(r)):
         out["a"][name] = accuracy_verdict(name, None if model_metrics is None else model_metrics.get(name))
         bins = {k: r[f"bin_fit/{k}"][sp] for k in ("fitted", "populated", "curved", "curvature_p_value",
                                                    "curvature_p_value_holm", "chi2_dof", "n_temperatures")}
@@ -1912,12 +2011,86 @@ def claim_verdicts(r: dict, model_metrics: dict | None = None) -> dict:
     return {claim: combine_verdicts(claim, per, min_temperatures=min_t) for claim, per in out.items()}
 
 
+def reduced_units(system) -> dict | None:
+    """The reduced units of a system (``softness.systems.get(system).REDUCED_UNITS``), or None.
+
+    None where no system is named, where it has no reduced units (silica), or where this version
+    does not know it (with a warning: the summary then stays in K, fs and eV).
+    """
+    if system is None:
+        return None
+    try:
+        module = systems.get(str(system))
+    except SoftnessError as exc:
+        log.warning("%s The summary is given without reduced units.", exc)
+        return None
+    units_ = getattr(module, "REDUCED_UNITS", None)
+    if units_ is None:
+        return None
+    return {"system": str(system), **{k: units_[k] for k in ("name", "temperature_K", "time_fs",
+                                                              "energy_kcal_mol", "length_A") if k in units_}}
+
+
+def _reduced_species(r: dict, sp: int, ru: dict) -> dict:
+    """One species' key numbers in the reduced units ``ru`` (:func:`reduced_units`)."""
+    t_u, time_u = float(ru["temperature_K"]), float(ru["time_fs"])
+    t_unit = f"T / {t_u:g} K"
+    e_unit = f"(E / k_B) / {t_u:g} K"
+    tf = "tau_fit"
+
+    def scaled(key, factor, unit):
+        err = r.get(f"{key}_err")
+        return _value(r[key][sp] * factor, None if err is None else err[sp] * factor, unit)
+
+    def temperature(key):
+        return scaled(key, 1.0 / t_u, t_unit)
+
+    def energy(key, unit=e_unit):
+        return scaled(key, 1.0 / t_u, unit)
+
+    ln_tau0 = scaled(f"{tf}/ln_tau0", 1.0, f"ln(tau0 / {time_u:g} fs)")
+    if ln_tau0["value"] is not None:
+        ln_tau0["value"] -= float(np.log(time_u))
+    tau, tau_err = r["dynamics/tau_alpha_fs"][sp], r["dynamics/tau_alpha_err_fs"][sp]
+    return {
+        "T0": {**temperature("lines/T0_K"),
+               "fitted_T_range": [_value(x / t_u)["value"] for x in r["lines/fitted_T_range_K"][sp]]},
+        "e0": energy("lines/e0_K"),
+        "e1": energy("lines/e1_K", f"{e_unit} per unit softness"),
+        "E_inf": energy("crossover/E_inf_K"),
+        "mean_softness_b": scaled("mean_softness/b_per_K", t_u, f"per unit of T / {t_u:g} K"),
+        "Sigma1_b": scaled("crossover/Sigma1_b_per_K", t_u, f"per unit of T / {t_u:g} K"),
+        "tau_alpha": {"E_low": energy(f"{tf}/E_low_K"), "E_high": energy(f"{tf}/E_high_K"),
+                      "E_low_minus_E_high": energy(f"{tf}/E_low_minus_E_high_K"),
+                      "T_crossover": temperature(f"{tf}/T_x_K"), "ln_tau0": ln_tau0,
+                      "tau_alpha": [_value(v / time_u, e / time_u, f"t / {time_u:g} fs")
+                                    for v, e in zip(tau, tau_err, strict=True)]},
+        "tau_S": [_value(x / time_u)["value"] for x in r["closure/tau_S_fs"][sp]],
+    }
+
+
 def make_summary(r: dict, model_metrics: dict | None = None) -> dict:
     """The headline numbers with uncertainties and the verdicts on the claims, as plain JSON-able
-    data (NaN written as null)."""
+    data (NaN written as null), keyed by the species names of the results.
+
+    Where ``r["attrs"]["system"]`` names a system with reduced units (:func:`reduced_units`), a
+    ``reduced_units`` block (the units, the temperatures and T_train in them) and, per species,
+    ``reduced`` (T0, e0, e1, E_inf, <S>(T) slope, the tau_alpha fit, tau_alpha(T) and tau_S(T)
+    in them) are added; otherwise the summary has neither.
+    """
+    names = result_species_names(r)
     out = {"temperatures_K": [float(t) for t in r["temperature_K"]],
            "T_train_K": _value(r["attrs"]["T_train_K"])["value"], "species": {}}
-    for sp, name in enumerate(SPECIES_NAMES):
+    ru = reduced_units(r["attrs"].get("system"))
+    if ru is not None:
+        t_u = float(ru["temperature_K"])
+        out["reduced_units"] = {
+            **ru, "definition": (f"T* = T / {t_u:g} K, t* = t / {float(ru['time_fs']):g} fs, "
+                                 f"E* = (E / k_B) / {t_u:g} K = E / "
+                                 f"({float(ru['energy_kcal_mol']):g} kcal/mol)"),
+            "temperatures": [float(t) / t_u for t in r["temperature_K"]],
+            "T_train": _value(r["attrs"]["T_train_K"] / t_u)["value"]}
+    for sp, name in enumerate(names):
         def v(key, unit=None, sp=sp):
             err = r.get(f"{key}_err")
             return _value(r[key][sp], None if err is None else err[sp], unit)
@@ -1970,8 +2143,10 @@ def make_summary(r: dict, model_metrics: dict | None = None) -> dict:
                            "p_value": _value(r[f"closure/{label}/p_value"][sp])["value"]}
                    for label in ("tau_alpha", "inverse_D")}},
         }
+        if ru is not None:
+            out["species"][name]["reduced"] = _reduced_species(r, sp, ru)
     if model_metrics is not None:
-        for name in SPECIES_NAMES:
+        for name in names:
             out["species"][name]["classifier"] = dict(model_metrics.get(name, {}))
     out["verdicts"] = claim_verdicts(r, model_metrics)
     return _json_safe(out)
@@ -2036,6 +2211,8 @@ def summary_markdown(s: dict) -> str:
     lines += [f"| {label} | " + " | ".join(fn(s["species"][n]) for n in names) + " |" for label, fn in rows]
     temps = ", ".join(f"{t:g}" for t in s["temperatures_K"])
     text = f"Temperatures: {temps} K; T_train = {s['T_train_K']} K.\n\n" + "\n".join(lines) + "\n"
+    if "reduced_units" in s:
+        text += _reduced_markdown(s, names)
     flagged = [f"{n} at {f['T_K']:g} K ({f['reason']})" for n in names
                for f in s["species"][n]["flagged_temperatures"]]
     if flagged:
@@ -2054,10 +2231,36 @@ def summary_markdown(s: dict) -> str:
     return text
 
 
+def _reduced_markdown(s: dict, names: list) -> str:
+    """The reduced-units table of :func:`summary_markdown` (see :func:`make_summary`)."""
+    ru = s["reduced_units"]
+    tau = "tau_alpha"
+    rows = [("T0 = e1/Sigma1 (T*)", lambda x: _pm(x["T0"])), ("e0 (E*)", lambda x: _pm(x["e0"])),
+            ("e1 (E* per unit S)", lambda x: _pm(x["e1"])),
+            ("E_inf = e0 - e1 a (E*)", lambda x: _pm(x["E_inf"])),
+            ("b of <S> = a + b T (per unit T*)", lambda x: _pm(x["mean_softness_b"])),
+            ("E_low of tau_alpha, T < T_x (E*)", lambda x: _pm(x[tau]["E_low"])),
+            ("E_high of tau_alpha, T > T_x (E*)", lambda x: _pm(x[tau]["E_high"])),
+            ("crossover T_x (T*)", lambda x: _pm(x[tau]["T_crossover"])),
+            ("ln(tau0 / t*)", lambda x: _pm(x[tau]["ln_tau0"])),
+            ("tau_alpha (t*) by temperature",
+             lambda x: ", ".join(_pm(v, 3) for v in x[tau]["tau_alpha"]))]
+    lines = ["| quantity (reduced) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(fn(s["species"][n]["reduced"]) for n in names) + " |"
+              for label, fn in rows]
+    temps = ", ".join(f"{t:.4g}" for t in ru["temperatures"])
+    t_train = "n/a" if ru["T_train"] is None else f"{ru['T_train']:.4g}"
+    return (f"\n## In reduced units\n\n{ru['name']} (system {ru['system']}): {ru['definition']}.\n\n"
+            f"Temperatures: T* = {temps}; T_train* = {t_train}.\n\n" + "\n".join(lines) + "\n")
+
+
 def write_results(f, r: dict) -> None:
     """Store the output of :func:`analyse` in an open, writable HDF5 file."""
     for key, value in r.items():
         if key == "attrs":
+            continue
+        if key == "species_names":
+            f[key] = names_dataset(result_species_names(r))
             continue
         value = np.asarray(value)
         f[key] = value.astype("S") if value.dtype.kind == "U" else value
@@ -2081,7 +2284,8 @@ def arrhenius_file(cfg: dict, softness, hops, dynamics, out, summary=None, model
       softness, hops, dynamics: lists of files, one of each per temperature and run, grouped by
         their ``temperature_K`` attribute (several runs at one temperature: paired by trajectory).
       out: the HDF5 product (layout: the keys of :func:`analyse`, all per-species arrays with a
-        leading axis [2] = (Si, O)).
+        leading axis [S] in the order of ``/species_names``, which every input names alike; the
+        root attribute ``system`` of the inputs, when they have one).
       summary: optional JSON path for the headline numbers; a Markdown table is written next to
         it (same name, ``.md``).
       model: optional model file (stage ``train``) whose held-out numbers decide claim (a);
@@ -2091,7 +2295,15 @@ def arrhenius_file(cfg: dict, softness, hops, dynamics, out, summary=None, model
       The summary dict.
     """
     r = analyse(cfg, list(softness), list(hops), list(dynamics))
-    s = make_summary(r, None if model is None else read_model_metrics(model, stability))
+    metrics = None
+    if model is not None:
+        metrics = read_model_metrics(model, stability)
+        names = result_species_names(r)
+        if list(metrics) != names:
+            raise SoftnessError(f"model file {model} names the species ({', '.join(metrics)}) but the "
+                                f"softness files name ({', '.join(names)}); give the model the softness was "
+                                "made with.")
+    s = make_summary(r, metrics)
     with atomic_h5(out, "arrhenius", cfg) as f:
         write_results(f, r)
         f.attrs["summary"] = json.dumps(s, allow_nan=False)

@@ -46,8 +46,15 @@ expressed in the first model's standardised feature space, and the Pearson corre
 the two softnesses on the same configurations say whether one structural direction governs
 rearrangements at both temperatures.
 
+Species. Nothing here names a species: the names and their number come from the files
+(``/species_names`` of the features and hops files, which must agree), one SVM is trained per
+species, and every per-species array has the species axis first, in that order. The model
+stores the names; features that name other species are refused by :func:`apply_file`. The
+root attribute ``system`` (e.g. "kob_andersen") is carried from the features to the model and
+the softness files.
+
 The model file (HDF5, written by :func:`train_file`) holds everything :func:`apply_file`
-needs: scaler mean and scale, weights, intercept, softness scale, C, accuracies and the
+needs: the species names, scaler mean and scale, weights, intercept, softness scale, C, accuracies and the
 quality metrics, the feature names and the full structure-function grid (a features file
 with a different grid is refused), the largest weights mapped back to structure functions,
 and the training provenance (T_train, sample counts, the exact (frame, atom) pairs used).
@@ -66,8 +73,6 @@ from softness.errors import SoftnessError
 from softness.io import atomic_h5, check_finite, open_input, require
 
 log = logging.getLogger(__name__)
-
-SPECIES_NAMES = ("Si", "O")
 
 #: Number of largest-|weight| features recorded in the model file and logged.
 N_TOP_FEATURES = 10
@@ -100,18 +105,25 @@ _SEED_SALT = 0x50F7
 class SoftnessModel:
     """A trained per-species linear softness model.
 
+    Every per-species array has the species axis first, one row per species number of the
+    training files (S species: 2 for silica or Kob-Andersen, any number in general).
+
     Attributes:
-      mean, scale: [2, F] standardisation (x_std = (x - mean) / scale).
-      weights: [2, F] hyperplane normals w in standardised feature space.
-      intercept: [2] hyperplane offsets b.
-      C: [2] SVM penalties chosen by cross-validation.
-      softness_scale: [2] sigma_S, the standard deviation of the distance to the plane over
-        all atoms of the species at T_train (the unit of S); ones for a bare distance.
+      mean, scale: [S, F] standardisation (x_std = (x - mean) / scale).
+      weights: [S, F] hyperplane normals w in standardised feature space.
+      intercept: [S] hyperplane offsets b.
+      C: [S] SVM penalties chosen by cross-validation.
+      softness_scale: [S] sigma_S, the standard deviation of the distance to the plane over
+        all atoms of the species at T_train (the unit of S); ones (the default) for a bare
+        distance.
       feature_names: [F] names of the features, in order.
       grid: the structure-function grid of the features file (name -> array), including
         the attribute ``cutoff_A``.
       T_train_K: training temperature.
       info: everything else stored with the model (accuracies, counts, ...).
+      species_names: the name of each species number (from the training files; every
+        features file the model is applied to must name the same species).
+      system: the root attribute ``system`` of the training features (e.g. "silica"), or None.
     """
 
     mean: np.ndarray
@@ -122,12 +134,23 @@ class SoftnessModel:
     feature_names: list
     grid: dict
     T_train_K: float
-    softness_scale: np.ndarray = field(default_factory=lambda: np.ones(2))
+    softness_scale: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    species_names: tuple = ()
+    system: str | None = None
+
+    def __post_init__(self):
+        if self.softness_scale is None:
+            self.softness_scale = np.ones(np.shape(self.weights)[0])
+        self.species_names = tuple(str(n) for n in self.species_names)
 
     @property
     def n_features(self) -> int:
         return self.weights.shape[1]
+
+    @property
+    def n_species(self) -> int:
+        return self.weights.shape[0]
 
     def per_atom_plane(self, species):
         """Per-atom coefficients so that S = x . coef + offset in raw feature space.
@@ -198,6 +221,56 @@ def _datasets(group: h5py.Group) -> dict:
 
 def _decode(values) -> list:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values)]
+
+
+# ---------------------------------------------------------------------------- species names
+
+def names_dataset(names) -> np.ndarray:
+    """Species names as every product stores them in ``/species_names`` (UTF-8 bytes)."""
+    return np.array([str(n).encode() for n in names], dtype="S")
+
+
+def species_names_of(f: h5py.File, what: str, path=None) -> tuple:
+    """The species names a product stores in ``/species_names``, indexed by species number.
+
+    Args:
+      f: open product (features, hops, softness, model, dynamics ...).
+      what: its kind, named in errors.
+      path: its path for messages (default: the file's name).
+
+    Raises:
+      SoftnessError: no names, repeated names, or species numbers in ``/species`` beyond them.
+    """
+    where = f.filename if path is None else path
+    if "species_names" not in f:
+        raise SoftnessError(f"{what} file {where} has no '/species_names'; remake it with this version of "
+                            "the pipeline, whose products name their species.")
+    names = tuple(_decode(f["species_names"][()]))
+    if not names or len(set(names)) != len(names):
+        raise SoftnessError(f"{what} file {where}: '/species_names' must name each species once, not "
+                            f"{list(names)}.")
+    if "species" in f and isinstance(f["species"], h5py.Dataset):
+        species = np.asarray(f["species"][()])
+        if species.size and (species.min() < 0 or species.max() >= len(names)):
+            raise SoftnessError(f"{what} file {where}: '/species' holds species numbers up to "
+                                f"{int(species.max())} but '/species_names' names only {len(names)} "
+                                f"({', '.join(names)}).")
+    return names
+
+
+def system_of(f: h5py.File) -> str | None:
+    """The root attribute ``system`` of a product (e.g. "kob_andersen"), or None."""
+    value = f.attrs.get("system")
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def same_species(names, reference, what: str, reference_what: str) -> None:
+    """Refuse two files that name different species (in number, names or order), in one sentence."""
+    if tuple(names) != tuple(reference):
+        raise SoftnessError(f"{what} names the species ({', '.join(names)}) but {reference_what} names "
+                            f"({', '.join(reference)}); they come from different systems or species orders.")
 
 
 def grid_difference(a: dict, b: dict) -> str | None:
@@ -380,7 +453,7 @@ def sample_pairs(mask, k: int, rng) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(np.int64), cols
 
 
-def balanced_training_pairs(rearranging, quiet, species, n_per_class: int, rng):
+def balanced_training_pairs(rearranging, quiet, species, n_per_class: int, rng, n_species: int | None = None):
     """Equal numbers of rearranging and quiet (row, atom) pairs per species.
 
     Args:
@@ -388,13 +461,16 @@ def balanced_training_pairs(rearranging, quiet, species, n_per_class: int, rng):
       species: [N] species.
       n_per_class: pairs wanted per class and species (fewer if fewer exist).
       rng: numpy Generator.
+      n_species: number of species (default: one more than the largest species number).
 
     Returns:
       dict species -> (rows [2n], atoms [2n], labels [2n] int8, available (n_rearranging, n_quiet)).
     """
     species = np.asarray(species)
+    if n_species is None:
+        n_species = int(species.max()) + 1 if species.size else 0
     out = {}
-    for s in range(len(SPECIES_NAMES)):
+    for s in range(n_species):
         atoms_s = np.flatnonzero(species == s)
         r_mask, q_mask = rearranging[:, atoms_s], quiet[:, atoms_s]
         available = (int(r_mask.sum()), int(q_mask.sum()))
@@ -567,7 +643,7 @@ def plane_values_over_frames(dset, coef, offset, where: str) -> np.ndarray:
     return out
 
 
-def softness_unit(distance, species, where: str = "the training features"):
+def softness_unit(distance, species, where: str = "the training features", species_names=None):
     """sigma_S per species: the spread of the distance to the plane over all atoms and frames.
 
     Args:
@@ -575,21 +651,26 @@ def softness_unit(distance, species, where: str = "the training features"):
         at T_train.
       species: [N] species of the atoms.
       where: what to name if a species has no spread.
+      species_names: the name of each species number (default: "species 0", ...); their
+        number is the number of species (default: one more than the largest species number).
 
     Returns:
-      sigma [2] (standard deviation, ddof = 0), P(distance > 0) [2] and the number of
-      atom-frames [2] of each species.
+      sigma [S] (standard deviation, ddof = 0), P(distance > 0) [S] and the number of
+      atom-frames [S] of each species.
     """
     species = np.asarray(species)
     distance = np.asarray(distance, dtype=np.float64)
-    sigma, positive, n = np.zeros(2), np.zeros(2), np.zeros(2, dtype=np.int64)
-    for s in range(len(SPECIES_NAMES)):
+    if species_names is None:
+        species_names = [f"species {s}" for s in range(int(species.max()) + 1 if species.size else 0)]
+    n_species = len(species_names)
+    sigma, positive, n = np.zeros(n_species), np.zeros(n_species), np.zeros(n_species, dtype=np.int64)
+    for s in range(n_species):
         d = distance[:, species == s]
         n[s] = d.size
         sigma[s] = d.std() if d.size else np.nan
         positive[s] = np.mean(d > 0) if d.size else np.nan
         if not sigma[s] > 0:
-            raise SoftnessError(f"the {SPECIES_NAMES[s]} atoms of {where} all lie at the same distance from "
+            raise SoftnessError(f"the {species_names[s]} atoms of {where} all lie at the same distance from "
                                 "the hyperplane, so softness has no unit; train on a longer run.")
     return sigma, positive, n
 
@@ -681,13 +762,18 @@ def train(cfg: dict, features, hops, *, at_T_train: bool = True) -> SoftnessMode
         stability check, which retrains at another temperature on purpose).
 
     Returns:
-      The trained :class:`SoftnessModel`; ``info`` holds accuracies, accuracy vs C, counts,
+      The trained :class:`SoftnessModel`, one row per species the files name (their
+      ``/species_names``, which must agree); ``info`` holds accuracies, accuracy vs C, counts,
       the (frame, atom) pairs used, the top features, the quality metrics per species and
       the atom-frames behind sigma_S.
     """
     tcfg = cfg["train"]
     with _feature_reader(features) as ff, open_input(hops, "hops") as fh:
         require(fh, "labels", "frames", "species", what="hops")
+        names = species_names_of(ff, "features", features)
+        same_species(species_names_of(fh, "hops", hops), names, f"hops file {hops}",
+                     f"features file {features}")
+        system = system_of(ff)
         species = ff["species"][()].astype(np.int64)
         if not np.array_equal(species, fh["species"][()]):
             raise SoftnessError(f"features file {features} and hops file {hops} describe different atoms "
@@ -703,47 +789,48 @@ def train(cfg: dict, features, hops, *, at_T_train: bool = True) -> SoftnessMode
             log.warning("training at %g K, but the config's T_train is %g K.", t_feat,
                         training_temperature(cfg))
         feature_frames = ff["frames"][()].astype(np.int64)
-        names = _decode(ff["feature_names"][()])
+        feature_names = _decode(ff["feature_names"][()])
         dset = ff["features"]
-        if dset.shape != (feature_frames.size, species.size, len(names)):
+        if dset.shape != (feature_frames.size, species.size, len(feature_names)):
             raise SoftnessError(f"features file {features}: '/features' has shape {dset.shape}, inconsistent "
                                 f"with {feature_frames.size} frames, {species.size} atoms and "
-                                f"{len(names)} feature names.")
+                                f"{len(feature_names)} feature names.")
         grid = read_grid(ff)
         label_rows = label_to_feature_rows(fh["frames"][()], feature_frames)
         rearranging, quiet = class_masks(fh["labels"], label_rows, feature_frames.size)
         rng = np.random.default_rng(_seed(cfg, 0))
-        pairs = balanced_training_pairs(rearranging, quiet, species, tcfg["n_per_class"], rng)
+        pairs = balanced_training_pairs(rearranging, quiet, species, tcfg["n_per_class"], rng, len(names))
         need = minimum_per_class(tcfg["cv_folds"], tcfg["test_fraction"])
         for s, (_rows, _atoms, _labels, available) in pairs.items():
             if min(available) < need:
                 raise SoftnessError(
-                    f"the {SPECIES_NAMES[s]} training set at {t_feat:g} K has {available[0]} rearranging and "
+                    f"the {names[s]} training set at {t_feat:g} K has {available[0]} rearranging and "
                     f"{available[1]} quiet atoms (hops file {hops}); at least {need} of each are needed. "
                     "Run longer, or lower hops.p_c_A2 / raise hops.p_quiet_A2.")
         X = {}
         for s, (rows, atoms, _labels, available) in pairs.items():
             log.info("%s at %g K: %d rearranging and %d quiet (frame, atom) pairs available; "
-                     "drawing %d of each", SPECIES_NAMES[s], t_feat, *available, rows.size // 2)
+                     "drawing %d of each", names[s], t_feat, *available, rows.size // 2)
             X[s] = read_feature_pairs(dset, rows, atoms)
             check_finite("features", X[s], f"features file {features}")
 
-    table = feature_table(names, grid)
+    table = feature_table(feature_names, grid)
     descriptions = table["description"]
-    n_feat = len(names)
-    model = SoftnessModel(mean=np.zeros((2, n_feat)), scale=np.ones((2, n_feat)),
-                          weights=np.zeros((2, n_feat)), intercept=np.zeros(2), C=np.zeros(2),
-                          feature_names=names, grid=grid, T_train_K=t_feat)
+    n_feat, n_sp = len(feature_names), len(names)
+    model = SoftnessModel(mean=np.zeros((n_sp, n_feat)), scale=np.ones((n_sp, n_feat)),
+                          weights=np.zeros((n_sp, n_feat)), intercept=np.zeros(n_sp), C=np.zeros(n_sp),
+                          feature_names=feature_names, grid=grid, T_train_K=t_feat, species_names=names,
+                          system=system)
     info = {k: [] for k in ("accuracy", "accuracy_err", "train_accuracy", "cv_accuracy_mean",
                             "cv_accuracy_std", "n_train", "n_test", "n_available", "training")}
     info["top"] = []
     held_out = []
-    for s in range(2):
+    for s in range(n_sp):
         rows, atoms, labels, available = pairs[s]
         seed = int(_seed(cfg, 1, s).generate_state(1)[0])
         fit = fit_linear_svm(X[s], labels, tcfg["C_grid"], cv_folds=tcfg["cv_folds"],
                              test_fraction=tcfg["test_fraction"], seed=seed,
-                             what=f"the {SPECIES_NAMES[s]} training set at {t_feat:g} K")
+                             what=f"the {names[s]} training set at {t_feat:g} K")
         model.mean[s], model.scale[s], model.weights[s] = fit["mean"], fit["scale"], fit["weights"]
         model.intercept[s], model.C[s] = fit["intercept"], fit["C"]
         for key in ("accuracy", "accuracy_err", "train_accuracy", "cv_accuracy_mean", "cv_accuracy_std",
@@ -754,12 +841,12 @@ def train(cfg: dict, features, hops, *, at_T_train: bool = True) -> SoftnessMode
         info["top"].append(top_features(fit["weights"], descriptions))
         held_out.append((X[s][fit["is_test"]], labels[fit["is_test"]]))
         log.info("%s: C = %g, held-out accuracy %.3f +- %.3f (n = %d); cross-validated accuracy vs C: %s",
-                 SPECIES_NAMES[s], fit["C"], fit["accuracy"], fit["accuracy_err"], fit["n_test"],
+                 names[s], fit["C"], fit["accuracy"], fit["accuracy_err"], fit["n_test"],
                  ", ".join(f"{c:g}: {m:.3f}+-{e:.3f}" for c, m, e in
                            zip(tcfg["C_grid"], fit["cv_accuracy_mean"], fit["cv_accuracy_std"], strict=True)))
         norm = np.linalg.norm(fit["weights"])
         for _i, w, d in zip(*info["top"][-1], strict=True):
-            log.info("  %s weight %+.3f (|w| share %.2f): %s", SPECIES_NAMES[s], w, abs(w) / norm, d)
+            log.info("  %s weight %+.3f (|w| share %.2f): %s", names[s], w, abs(w) / norm, d)
     info["C_grid"] = np.asarray(tcfg["C_grid"], dtype=np.float64)
     info["feature_table"] = table
     info["sources"] = (str(features), str(hops))
@@ -773,7 +860,7 @@ def train(cfg: dict, features, hops, *, at_T_train: bool = True) -> SoftnessMode
         info["quality"].append(q)
         log.info("%s at %g K, held out (n = %d): ROC AUC %.3f +- %.3f, balanced accuracy %.3f +- %.3f, "
                  "P(S > 0 | rearranging) %.3f +- %.3f; P(S > 0) over all atoms %.3f",
-                 SPECIES_NAMES[s], t_feat, y_test.size, q["roc_auc"], q["roc_auc_err"],
+                 names[s], t_feat, y_test.size, q["roc_auc"], q["roc_auc_err"],
                  q["balanced_accuracy"], q["balanced_accuracy_err"], q["P_S_positive_given_rearranging"],
                  q["P_S_positive_given_rearranging_err"], q["P_S_positive"])
     return model
@@ -781,29 +868,38 @@ def train(cfg: dict, features, hops, *, at_T_train: bool = True) -> SoftnessMode
 
 def _measure_softness_unit(model: SoftnessModel, features, species) -> None:
     """Set ``model.softness_scale`` to sigma_S over every atom and frame of ``features``."""
-    model.softness_scale = np.ones(2)
+    model.softness_scale = np.ones(model.n_species)
     coef, offset = model.per_atom_plane(species)
     with _feature_reader(features) as ff:
         distance = plane_values_over_frames(ff["features"], coef, offset, f"features file {features}")
-    sigma, positive, n = softness_unit(distance, species, f"features file {features}")
+    sigma, positive, n = softness_unit(distance, species, f"features file {features}", model.species_names)
     model.softness_scale = sigma
     model.info["P_S_positive"], model.info["softness_scale_n"] = positive, n
-    for s in range(len(SPECIES_NAMES)):
+    for s, name in enumerate(model.species_names):
         log.info("%s: softness unit sigma_S = %.4g (standard deviation of the distance to the plane over %d "
-                 "atom-frames at %g K)", SPECIES_NAMES[s], sigma[s], n[s], model.T_train_K)
+                 "atom-frames at %g K)", name, sigma[s], n[s], model.T_train_K)
 
 
 # ---------------------------------------------------------------------------- model file
 
 def write_model(f: h5py.File, model: SoftnessModel) -> None:
-    """Store ``model`` in an open, writable HDF5 file (see the module docstring)."""
+    """Store ``model`` in an open, writable HDF5 file (see the module docstring).
+
+    Every per-species dataset has the species axis first, in the order of ``/species_names``.
+    """
     info = model.info
+    if len(model.species_names) != model.n_species:
+        raise SoftnessError(f"the softness model has {model.n_species} species but "
+                            f"{len(model.species_names)} species names ({', '.join(model.species_names)}); "
+                            "it cannot be stored.")
     f.attrs["T_train_K"] = model.T_train_K
     f.attrs["n_features"] = model.n_features
     f.attrs["softness_definition"] = SOFTNESS_DEFINITION
+    if model.system is not None:
+        f.attrs["system"] = model.system
     if "sources" in info:
         f.attrs["features_source"], f.attrs["hops_source"] = info["sources"]
-    f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+    f["species_names"] = names_dataset(model.species_names)
     for key in ("mean", "scale", "weights", "intercept", "C", "softness_scale"):
         f[key] = np.asarray(getattr(model, key), dtype=np.float64)
     f["softness_scale"].attrs["meaning"] = (
@@ -860,7 +956,7 @@ def write_model(f: h5py.File, model: SoftnessModel) -> None:
 
 
 def _write_quality(q: h5py.Group, quality: list) -> None:
-    """The held-out quality metrics of :func:`classifier_quality` per species, as [2] / [2, nb]."""
+    """The held-out quality metrics of :func:`classifier_quality` per species, as [S] / [S, nb]."""
     q.attrs["meaning"] = ("per species, on the held-out split of the balanced training set (prediction "
                           "S > 0), except P_S_positive: over every atom and frame at T_train")
     for key, err in (("roc_auc", "stratified bootstrap (each class resampled) standard deviation, "
@@ -889,6 +985,10 @@ def load_model(path) -> SoftnessModel:
         if "softness_scale" not in f:
             raise SoftnessError(f"model file {path} has no 'softness_scale' (it predates softness in units "
                                 "of its standard deviation); retrain it.")
+        names = species_names_of(f, "model", path)
+        if f["weights"].ndim != 2 or f["weights"].shape[0] != len(names):
+            raise SoftnessError(f"model file {path} has weights of shape {f['weights'].shape} for the "
+                                f"{len(names)} species it names ({', '.join(names)}).")
         grid = read_grid(f)
         info = {}
         for key in ("accuracy", "accuracy_err", "n_train", "n_test"):
@@ -896,10 +996,10 @@ def load_model(path) -> SoftnessModel:
                 info[key] = f[key][()]
         return SoftnessModel(
             mean=f["mean"][()], scale=f["scale"][()], weights=f["weights"][()],
-            intercept=f["intercept"][()], C=f["C"][()] if "C" in f else np.full(2, np.nan),
+            intercept=f["intercept"][()], C=f["C"][()] if "C" in f else np.full(len(names), np.nan),
             feature_names=_decode(f["feature_names"][()]), grid=grid,
             T_train_K=float(f.attrs.get("T_train_K", np.nan)), softness_scale=f["softness_scale"][()],
-            info=info)
+            info=info, species_names=names, system=system_of(f))
 
 
 def train_file(cfg: dict, features, hops, out) -> SoftnessModel:
@@ -913,8 +1013,20 @@ def train_file(cfg: dict, features, hops, out) -> SoftnessModel:
 
 # ---------------------------------------------------------------------------- apply stage
 
-def check_compatible(model: SoftnessModel, names, grid: dict, features, model_path="the model") -> None:
-    """Refuse features computed with another structure-function grid than the model's."""
+def check_compatible(model: SoftnessModel, names, grid: dict, features, model_path="the model",
+                     species_names=None) -> None:
+    """Refuse features of other species, or computed with another structure-function grid, than the model's.
+
+    Args:
+      model: the model.
+      names: the feature names of the features file; grid: its grid (:func:`read_grid`).
+      features: the features file (named in errors); model_path: the model, named in errors.
+      species_names: the species names of the features file (checked first, when given).
+    """
+    if species_names is not None and tuple(species_names) != tuple(model.species_names):
+        raise SoftnessError(
+            f"features file {features} names the species ({', '.join(species_names)}) but {model_path} was "
+            f"trained on ({', '.join(model.species_names)}); apply a model trained on the same system.")
     names = _decode(names)
     if names != list(model.feature_names):
         raise SoftnessError(
@@ -938,13 +1050,16 @@ def apply_file(cfg: dict, model, features, out) -> None:
       model: model file from :func:`train_file`.
       features: features file at any temperature.
       out: product with ``/softness`` [frame, atom] float32, ``/frames``, ``/step``,
-        ``/time_fs``, ``/species``, ``/species_names``; root attributes ``temperature_K``
-        (from the features), ``T_train_K``, ``softness_scale``, ``softness_definition``,
-        ``model_source``, ``features_source``.
+        ``/time_fs``, ``/species``, ``/species_names`` (the features file's, which must be the
+        model's); root attributes ``temperature_K`` (from the features), ``T_train_K``,
+        ``softness_scale`` [S], ``softness_definition``, ``model_source``, ``features_source``
+        and ``system`` (the features file's, when it has one).
     """
     m = load_model(model)
     with _feature_reader(features) as ff:
-        check_compatible(m, ff["feature_names"][()], read_grid(ff), features, f"model {model}")
+        names = species_names_of(ff, "features", features)
+        check_compatible(m, ff["feature_names"][()], read_grid(ff), features, f"model {model}", names)
+        system = system_of(ff)
         species = ff["species"][()].astype(np.int64)
         dset = ff["features"]
         n_frames, n_atoms = dset.shape[:2]
@@ -956,11 +1071,13 @@ def apply_file(cfg: dict, model, features, out) -> None:
             f.attrs["softness_definition"] = SOFTNESS_DEFINITION
             f.attrs["model_source"] = str(model)
             f.attrs["features_source"] = str(features)
+            if system is not None:
+                f.attrs["system"] = system
             for key in ("frames", "step", "time_fs"):
                 if key in ff:
                     f[key] = ff[key][()]
             f["species"] = species
-            f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+            f["species_names"] = names_dataset(names)
             out_ds = f.create_dataset("softness", shape=(n_frames, n_atoms), dtype=np.float32,
                                       chunks=(max(1, min(n_frames, 2**18 // max(n_atoms, 1))), n_atoms))
             out_ds.attrs["meaning"] = ("signed distance to the species' hyperplane in standardised features, "
@@ -1006,7 +1123,7 @@ def normals_in_standardisation(model: SoftnessModel, reference: SoftnessModel) -
     the reference's standardised features.
 
     Returns:
-      [2, F] normals (not normalised).
+      [S, F] normals (not normalised).
     """
     return model.weights * reference.scale / model.scale
 
@@ -1018,7 +1135,7 @@ def hyperplane_cosine(reference: SoftnessModel, model: SoftnessModel) -> np.ndar
     which its softness is a distance), see :func:`normals_in_standardisation`.
 
     Returns:
-      [2] cosines in [-1, 1]; 1 for the same direction.
+      [S] cosines in [-1, 1]; 1 for the same direction.
     """
     a = np.asarray(reference.weights, dtype=np.float64)
     b = normals_in_standardisation(model, reference)
@@ -1034,18 +1151,19 @@ def softness_correlation(model_a: SoftnessModel, model_b: SoftnessModel,
       features: features file; every atom of every frame enters, streamed.
 
     Returns:
-      [2] correlations and the temperature of the features file.
+      [S] correlations and the temperature of the features file.
     """
     with _feature_reader(features) as ff:
+        names = species_names_of(ff, "features", features)
         for m in (model_a, model_b):
-            check_compatible(m, ff["feature_names"][()], read_grid(ff), features)
+            check_compatible(m, ff["feature_names"][()], read_grid(ff), features, species_names=names)
         species = ff["species"][()].astype(np.int64)
         where = f"features file {features}"
         s_a = plane_values_over_frames(ff["features"], *model_a.per_atom_plane(species), where)
         s_b = plane_values_over_frames(ff["features"], *model_b.per_atom_plane(species), where)
         temperature = float(ff.attrs.get("temperature_K", np.nan))
     r = np.array([np.corrcoef(s_a[:, species == s].ravel(), s_b[:, species == s].ravel())[0, 1]
-                  for s in range(len(SPECIES_NAMES))])
+                  for s in range(len(names))])
     return r, temperature
 
 
@@ -1063,13 +1181,14 @@ def stability(cfg: dict, model, features, hops, train_features=None) -> dict:
         softness of the two models is also correlated.
 
     Returns:
-      dict with ``reference`` and ``retrained`` (:class:`SoftnessModel`), ``cosine`` [2]
-      (:func:`hyperplane_cosine`), ``pearson_S`` [2] on the configurations of ``features``,
-      and ``pearson_S_T_train`` [2] on those of ``train_features`` (None without it).
+      dict with ``reference`` and ``retrained`` (:class:`SoftnessModel`), ``cosine`` [S]
+      (:func:`hyperplane_cosine`), ``pearson_S`` [S] on the configurations of ``features``,
+      and ``pearson_S_T_train`` [S] on those of ``train_features`` (None without it).
     """
     reference = load_model(model)
     with _feature_reader(features) as ff:
-        check_compatible(reference, ff["feature_names"][()], read_grid(ff), features, f"model {model}")
+        check_compatible(reference, ff["feature_names"][()], read_grid(ff), features, f"model {model}",
+                         species_names_of(ff, "features", features))
     retrained = train(cfg, features, hops, at_T_train=False)
     if np.isclose(retrained.T_train_K, reference.T_train_K):
         log.warning("the stability check retrains at T_train (%g K) itself: it compares the model with "
@@ -1082,9 +1201,9 @@ def stability(cfg: dict, model, features, hops, train_features=None) -> dict:
         if not np.isclose(t, reference.T_train_K):
             raise SoftnessError(f"features file {train_features} is at {t:g} K but model {model} was trained "
                                 f"at {reference.T_train_K:g} K; pass the training temperature's features.")
-    for s in range(len(SPECIES_NAMES)):
+    for s, name in enumerate(reference.species_names):
         log.info("%s: model at %g K vs retrained at %g K: cosine of the normals %.3f; Pearson r of S %.3f "
-                 "on the %g K configurations%s", SPECIES_NAMES[s], reference.T_train_K, retrained.T_train_K,
+                 "on the %g K configurations%s", name, reference.T_train_K, retrained.T_train_K,
                  out["cosine"][s], out["pearson_S"][s], retrained.T_train_K,
                  "" if train_features is None else
                  f", {out['pearson_S_T_train'][s]:.3f} on the {reference.T_train_K:g} K ones")
@@ -1094,10 +1213,10 @@ def stability(cfg: dict, model, features, hops, train_features=None) -> dict:
 def stability_file(cfg: dict, model, features, hops, out, train_features=None) -> dict:
     """The ``softness stability`` stage: :func:`stability`, written to ``out``.
 
-    The product holds ``/cosine`` [2], ``/pearson_S`` [2], ``/pearson_S_T_train`` [2] (with
+    The product holds ``/cosine`` [S], ``/pearson_S`` [S], ``/pearson_S_T_train`` [S] (with
     ``train_features``), ``/species_names`` and the retrained model under ``/retrained``
     (the layout of a model file); root attributes ``T_train_K``, ``temperature_K`` (of the
-    retraining), ``cosine_space`` and the sources.
+    retraining), ``cosine_space``, the sources and ``system`` (the model's, when it has one).
     """
     res = stability(cfg, model, features, hops, train_features)
     with atomic_h5(out, "stability", cfg) as f:
@@ -1109,7 +1228,9 @@ def stability_file(cfg: dict, model, features, hops, out, train_features=None) -
             f.attrs["train_features_source"] = str(train_features)
         f.attrs["cosine_space"] = ("the standardised feature space of the T_train model: the retrained "
                                    "normal w is mapped to w * scale_T_train / scale_retrained")
-        f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+        if res["reference"].system is not None:
+            f.attrs["system"] = res["reference"].system
+        f["species_names"] = names_dataset(res["reference"].species_names)
         f["cosine"] = res["cosine"]
         f["cosine"].attrs["meaning"] = ("per species, cosine between the unit normals of the T_train model "
                                         "and of the same model retrained at temperature_K (see cosine_space)")
@@ -1130,7 +1251,8 @@ def softness_of(model_path, features_path) -> np.ndarray:
     """Softness [frame, atom] of a (small) features file, in memory; for notebooks and tests."""
     m = load_model(model_path)
     with _feature_reader(features_path) as ff:
-        check_compatible(m, ff["feature_names"][()], read_grid(ff), features_path, f"model {model_path}")
+        check_compatible(m, ff["feature_names"][()], read_grid(ff), features_path, f"model {model_path}",
+                         species_names_of(ff, "features", features_path))
         return m.softness(ff["features"][()], ff["species"][()])
 
 
@@ -1138,4 +1260,4 @@ __all__ = ["SoftnessModel", "signed_distance", "fit_linear_svm", "train", "train
            "load_model", "write_model", "feature_table", "label_to_feature_rows", "class_masks",
            "balanced_training_pairs", "top_features", "softness_unit", "classifier_quality",
            "calibration_curve", "stability_temperature", "hyperplane_cosine", "softness_correlation",
-           "stability", "stability_file"]
+           "stability", "stability_file", "species_names_of", "system_of", "names_dataset", "same_species"]

@@ -101,6 +101,52 @@ def cmd_planted(args, cfg):
                          E0_K=args.E0_K, e_K=args.e_K, Sigma=args.Sigma)
 
 
+def cmd_compare(args, cfg):
+    from softness import compare
+
+    compare.compare_files(args.study, out=args.out, json_path=args.json, tau_ref_fs=args.tau_ref_fs)
+
+
+def cmd_export(args, cfg):
+    from softness import export
+
+    window_fs = args.window_fs
+    if window_fs is None and args.config is not None:
+        window_fs = cfg["arrhenius"]["P_R_window_fs"]
+    export.export_frames(args.trajectory, args.softness, args.hops, args.out,
+                         frames=export.parse_frames(args.frames), format=args.format, window_fs=window_fs,
+                         unwrapped=args.unwrapped)
+
+
+def cmd_import(args, cfg):
+    from softness import hops, importer
+
+    def pairs(items, what, convert=str):
+        out = {}
+        for item in items or ():
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                raise SoftnessError(f"{what} {item!r} is not of the form KEY=VALUE.")
+            try:
+                out[key] = convert(value)
+            except ValueError:
+                raise SoftnessError(f"{what} {item!r} does not give a number.") from None
+        return out
+
+    min_frames = None
+    if args.config is not None:
+        t_R = cfg["hops"]["t_R_fs"]
+
+        def min_frames(dt_fs):
+            return 2 * hops.half_window_frames(t_R, dt_fs, "hops.t_R_fs")
+
+    importer.import_trajectory(args.trajectory, out=args.out, species_map=pairs(args.species, "--species"),
+                               temperature_K=args.temperature, frame_interval_fs=args.frame_interval_fs,
+                               topology=args.topology, format=args.format,
+                               masses=pairs(args.masses, "--masses", float) or None, system=args.system,
+                               min_frames=min_frames, config=cfg if args.config is not None else None)
+
+
 # ---------------------------------------------------------------------------- parser
 
 def _stage(sub, name, func, help_text, out_help="output HDF5 file", out_nargs=None):
@@ -120,9 +166,10 @@ RESUME_HELP = ("continue from this run's last checkpoint; a checkpoint left by a
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softness",
-        description="Liquid silica with JAX MD, softness, and the strong-to-fragile crossover.",
+        description="Glass-forming liquids with JAX MD, softness, and the strong-to-fragile crossover.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.set_defaults(uses_config=True)
     sub = parser.add_subparsers(title="stages", metavar="<stage>", required=True)
 
     p = _stage(sub, "quench", cmd_quench,
@@ -219,6 +266,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--E0-K", dest="E0_K", type=float, help="planted E0 in K (with --e-K and --Sigma)")
     p.add_argument("--e-K", dest="e_K", type=float, help="planted slope e in K per unit of the coordinate")
     p.add_argument("--Sigma", type=float, help="planted constant Sigma")
+
+    text = ("Strong and fragile side by side: several studies' tau_alpha(T) on one figure (Angell plot "
+            "against T_ref / T, apparent activation energy, softness barrier lines) and the fragility "
+            "index m.")
+    p = sub.add_parser("compare", help=text, description=text)
+    p.add_argument("--study", required=True, action="append", metavar="NAME=RESULTS_DIR",
+                   help="a study's name and its results directory (T<T>/dynamics.h5, arrhenius.h5, "
+                        "summary.json); give one per study, each name once")
+    p.add_argument("--out", required=True, nargs="+", metavar="FIG",
+                   help="figure file(s), the format from the suffix (e.g. FIG.png FIG.pdf)")
+    p.add_argument("--json", metavar="JSON", help="also write the numbers plotted (T_ref, m, ...) as JSON")
+    p.add_argument("--tau-ref-fs", type=float, metavar="FS",
+                   help="tau_alpha of each study's first species that sets its T_ref (default: the slowest "
+                        "value that every study spans)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=cmd_compare, command="compare", uses_config=False)
+
+    p = _stage(sub, "export", cmd_export,
+               "Frames with per-atom softness, p_hop, labels and about-to-rearrange flags for OVITO "
+               "(extended XYZ via ASE, or a LAMMPS dump).",
+               out_help="output file (.extxyz, or a LAMMPS dump with --format lammps-dump)")
+    p.add_argument("--trajectory", required=True, metavar="H5", help="H5MD trajectory of the run")
+    p.add_argument("--softness", required=True, metavar="H5", help="its softness file (softness apply)")
+    p.add_argument("--hops", required=True, metavar="H5", help="its hops file (softness hops)")
+    p.add_argument("--frames", nargs="+", metavar="F",
+                   help="trajectory frame indices and start:stop[:step] ranges (default: every softness "
+                        "frame)")
+    p.add_argument("--format", choices=("extxyz", "lammps-dump"), default="extxyz",
+                   help="extxyz (default) or lammps-dump")
+    p.add_argument("--window-fs", type=float, metavar="FS",
+                   help="P_R window Delta of about_to_rearrange (default: arrhenius.P_R_window_fs of "
+                        "--config, else of the config stored in the hops file)")
+    p.add_argument("--unwrapped", action="store_true", help="also write unwrapped positions")
+
+    p = _stage(sub, "import", cmd_import,
+               "A trajectory made elsewhere (LAMMPS dump, GSD, XTC/TRR with a topology, extended XYZ, H5MD) "
+               "as our H5MD trajectory with unwrapped paths, ready for features, hops and dynamics.",
+               out_help="output H5MD trajectory")
+    p.add_argument("trajectory", metavar="TRAJ", help="the trajectory file")
+    p.add_argument("--species", required=True, nargs="+", metavar="TYPE=NAME",
+                   help="species name of each atom type (LAMMPS type number, GSD type, topology type or "
+                        "name, element); species are numbered in this order (or the --system's)")
+    p.add_argument("--temperature", required=True, type=float, metavar="K", help="temperature of the run")
+    p.add_argument("--topology", metavar="FILE", help="topology naming the atoms (needed for XTC, TRR, DCD)")
+    p.add_argument("--format", metavar="FMT",
+                   help="LAMMPSDUMP, GSD, XTC, TRR, EXTXYZ, H5MD or another MDAnalysis format (default: from "
+                        "the suffix)")
+    p.add_argument("--frame-interval-fs", type=float, metavar="DT",
+                   help="time between frames in fs (needed when the file stores no times: LAMMPS dump, GSD, "
+                        "extended XYZ; checked against the file's otherwise)")
+    p.add_argument("--system", metavar="NAME", help="the system (silica, kob_andersen) the trajectory is of")
+    p.add_argument("--masses", nargs="+", metavar="NAME=AMU",
+                   help="mass of each species (default: the system's, else the elements')")
     return parser
 
 
@@ -237,7 +337,9 @@ def main(argv=None) -> int:
     )
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        cfg = config_mod.load(args.config)
+        # (a command without a config, such as compare, skips resolving the defaults: that builds
+        # the default system's potential and so imports JAX)
+        cfg = config_mod.load(args.config) if args.uses_config else None
         args.func(args, cfg)
     except SoftnessError as exc:
         print(f"softness {args.command}: error: {exc}", file=sys.stderr)

@@ -18,9 +18,8 @@ import jsonschema
 import numpy as np
 import yaml
 
-from softness import units
+from softness import systems
 from softness.errors import SoftnessError
-from softness.systems import silica
 
 
 @functools.cache
@@ -126,55 +125,44 @@ def _half_window(window_fs: float, frame_fs: float) -> int:
 def initial_box_edges(system: dict) -> np.ndarray:
     """The three edges (A) of the box the quench starts in, from the config's ``system`` section.
 
-    The same box softness.systems.silica builds (a cube for the random packing, the most
-    cubic alpha-quartz supercell for quartz), without placing any atom.
+    The same box the system builds (``softness.systems.<name>.initial_box``), without placing
+    any atom.
     """
-    n, rho = system["n_sio2"], system["density_g_cm3"]
-    volume = units.box_volume_for_density(n * silica.SIO2_MASS_AMU, rho)
-    if system["initial_structure"] == "quartz" and n % 6 == 0:
-        _, _, cell = silica.quartz_unit_cell()
-        box = cell * np.array(silica._most_cubic_supercell(n // 6, cell))
-        return box * (volume / np.prod(box)) ** (1 / 3)
-    return np.full(3, volume ** (1 / 3))
+    return systems.get(system.get("name", "silica")).initial_box(system)
 
 
-def _quartz_cells(cfg):
-    s = cfg["system"]
-    if s["initial_structure"] == "quartz" and s["n_sio2"] % 6:
-        return (f"config key 'system.n_sio2' ({s['n_sio2']}) must be a multiple of 6 for "
-                "'system.initial_structure' quartz (orthorhombic cells of 6 SiO2).")
+def _sample_text(cfg) -> str:
+    """The system keys that set the box, with their values, for messages."""
+    s, system = cfg["system"], systems.of_config(cfg)
+    return " and ".join(f"'system.{k}' ({_g(s[k])})" for k in system.CONFIG_KEYS if k != "initial_structure")
 
 
-def _random_packing(cfg):
-    s = cfg["system"]
-    if s["initial_structure"] != "random":
-        return None
-    n_atoms = 3 * s["n_sio2"]
-    spacing = initial_box_edges(s)[0] / math.ceil(n_atoms ** (1 / 3) - 1e-9)
-    if spacing < silica.RANDOM_PACKING_MIN_DISTANCE_A:
-        return (f"config keys 'system.density_g_cm3' ({_g(s['density_g_cm3'])}) and 'system.n_sio2' "
-                f"({s['n_sio2']}) are impossible together for a random packing: its {n_atoms} atoms "
-                f"cannot all be {silica.RANDOM_PACKING_MIN_DISTANCE_A} A apart.")
+def _initial_structure(cfg):
+    return systems.of_config(cfg).initial_problem(cfg["system"])
 
 
 def _potential_cutoff_vs_box(cfg):
+    system = systems.of_config(cfg)
+    if system.initial_problem(cfg["system"]):
+        return None
     edge = float(initial_box_edges(cfg["system"]).min())
-    cut = cfg["potential"]["cutoff_A"]
+    cut = system.cutoff_A(cfg["potential"])
     if edge < 2 * cut:
-        return (f"config key 'potential.cutoff_A' ({_g(cut)} A) is more than half the box edge "
-                f"{edge:.2f} A that 'system.n_sio2' ({cfg['system']['n_sio2']}) at "
-                f"system.density_g_cm3 = {_g(cfg['system']['density_g_cm3'])} gives: the box must be at "
-                "least twice the potential cutoff.")
+        which = (f"config key 'potential.cutoff_A' ({_g(cut)} A)" if "cutoff_A" in system.POTENTIAL_KEYS
+                 else f"the potential cutoff ({_g(cut)} A)")
+        return (f"{which} is more than half the box edge {edge:.2f} A that {_sample_text(cfg)} give: the box "
+                "must be at least twice the potential cutoff.")
 
 
 def _features_cutoff_vs_box(cfg):
+    if systems.of_config(cfg).initial_problem(cfg["system"]):
+        return None
     edge = float(initial_box_edges(cfg["system"]).min())
     cut = cfg["features"]["cutoff_A"]
     if edge < 2 * cut:
         return (f"config key 'features.cutoff_A' ({_g(cut)} A) is more than half the box edge "
-                f"{edge:.2f} A that 'system.n_sio2' ({cfg['system']['n_sio2']}) at "
-                f"system.density_g_cm3 = {_g(cfg['system']['density_g_cm3'])} gives: the box must be at "
-                "least twice the structure-function cutoff.")
+                f"{edge:.2f} A that {_sample_text(cfg)} give: the box must be at least twice the "
+                "structure-function cutoff.")
 
 
 def _radial_grid(cfg):
@@ -297,7 +285,7 @@ def _t_quiet_vs_production(cfg):
 
 def _p_quiet_vs_p_c(cfg):
     h = cfg["hops"]
-    for sp in ("Si", "O"):
+    for sp in species_names(cfg):
         quiet, c = h["p_quiet_A2"][sp], h["p_c_A2"][sp]
         if quiet > c:
             return (f"config key 'hops.p_quiet_A2.{sp}' ({_g(quiet)} A^2) exceeds 'hops.p_c_A2.{sp}' "
@@ -333,20 +321,224 @@ def _fit_lag_fractions(cfg):
 #: The cross-key rules in the order they are checked (each: cfg -> None or one sentence). Order
 #: matters: the frame counting of the hops rules needs whole frame intervals, checked before.
 RULES = (
-    _quartz_cells, _random_packing, _potential_cutoff_vs_box, _features_cutoff_vs_box,
+    _initial_structure, _potential_cutoff_vs_box, _features_cutoff_vs_box,
     _radial_grid, _radial_vs_cutoff,
     _quench_temperatures, _melt_temperatures, _training_temperature, _stability_temperature,
     _quench_frames_vs_timestep, _run_frames_vs_timestep, _checkpoint_vs_chunk, _replicas_vs_quench,
     _t_R_vs_frames, _P_R_window_vs_frames, _t_R_vs_production, _t_quiet_vs_frames, _t_quiet_vs_production,
     _p_quiet_vs_p_c, _feature_frames_vs_run, _n_per_class_vs_folds, _fit_lag_fractions, _planted_bounds,
 )
+
+#: The rules about the quench, the MD runs and the initial box: unused in import mode, where the
+#: trajectories come from files (softness import checks what they give: frames, box, p_hop window).
+NATIVE_ONLY_RULES = (
+    _initial_structure, _potential_cutoff_vs_box, _features_cutoff_vs_box, _quench_temperatures,
+    _melt_temperatures, _quench_frames_vs_timestep, _run_frames_vs_timestep, _checkpoint_vs_chunk,
+    _replicas_vs_quench, _t_R_vs_production, _t_quiet_vs_production, _feature_frames_vs_run,
+)
+#: The rules on windows against the frame interval: in import mode they take import.frame_interval_fs
+#: when it is given (and are left to softness import, which knows the file's interval, when not).
+FRAME_INTERVAL_RULES = (_t_R_vs_frames, _P_R_window_vs_frames, _t_quiet_vs_frames)
+
+
 def _check_consistency(cfg: dict) -> None:
     """Constraints between keys that a JSON schema cannot express: the first broken rule of
-    :data:`RULES` raises, with one sentence naming both keys."""
+    :data:`RULES` raises, with one sentence naming both keys.
+
+    In import mode (:func:`import_mode`) the rules of :data:`NATIVE_ONLY_RULES` do not apply, and
+    those of :data:`FRAME_INTERVAL_RULES` check ``import.frame_interval_fs`` (when given) in place
+    of ``run.frame_interval_fs``.
+    """
+    imported = import_mode(cfg)
+    interval = cfg["import"]["frame_interval_fs"] if imported else None
     for rule in RULES:
+        if imported and rule in NATIVE_ONLY_RULES:
+            continue
+        if imported and rule in FRAME_INTERVAL_RULES:
+            if interval is None:
+                continue
+            message = rule({**cfg, "run": {**cfg["run"], "frame_interval_fs": interval}})
+            if message:
+                message = message.replace("'run.frame_interval_fs'", "'import.frame_interval_fs'")
+        else:
+            message = rule(cfg)
+        if message:
+            raise SoftnessError(message)
+
+
+# ---------------------------------------------------------------------------- import mode
+# The study starts from the user's trajectories (config section ``import``), one per temperature,
+# written as our H5MD by ``softness import``; the quench and the MD runs are skipped.
+
+
+def import_mode(cfg: dict) -> bool:
+    """Whether the study starts from imported trajectories (``import.trajectories`` is not empty)."""
+    section = cfg.get("import") or {}
+    return bool(section.get("trajectories"))
+
+
+def import_species_names(cfg: dict) -> tuple:
+    """The species names of the imported trajectories, in the order of their species numbers (as
+    softness.importer numbers them): the system's species when ``import.system`` is set, else the
+    names of ``import.species`` in order of first appearance."""
+    section = cfg["import"]
+    if section.get("system"):
+        return tuple(systems.get(section["system"]).SPECIES_NAMES)
+    return tuple(dict.fromkeys(str(v) for v in section["species"].values()))
+
+
+def species_names(cfg: dict) -> tuple:
+    """The species names of the study: the imported trajectories' in import mode, else the system's."""
+    return import_species_names(cfg) if import_mode(cfg) else tuple(systems.of_config(cfg).SPECIES_NAMES)
+
+
+def import_trajectory_file(cfg: dict, temperature_K: float) -> str:
+    """``import.trajectories``' file at one temperature (KeyError if none)."""
+    for T, path in cfg["import"]["trajectories"].items():
+        if float(T) == float(temperature_K):
+            return path
+    raise KeyError(temperature_K)
+
+
+def _import_keys(cfg: dict) -> None:
+    """Turn, in place, the keys of ``import.trajectories`` into floats (temperatures, like the run
+    lengths') and those of ``import.species`` into text (YAML reads the LAMMPS type ``1:`` as an int)."""
+    section = cfg.get("import")
+    if not isinstance(section, dict):
+        return
+    files = section.get("trajectories")
+    if isinstance(files, dict):
+        out = {}
+        for t, path in files.items():
+            try:
+                T = float(t)
+            except (TypeError, ValueError):
+                raise SoftnessError(f"config key 'import.trajectories' maps temperatures (K) to trajectory "
+                                    f"files, but {t!r} is not a temperature.") from None
+            if T in out:
+                raise SoftnessError(f"config key 'import.trajectories' gives {_g(T)} K twice.")
+            out[T] = path
+        section["trajectories"] = out
+    species = section.get("species")
+    if isinstance(species, dict):
+        out = {}
+        for t, name in species.items():
+            key = str(t)
+            if key in out:
+                raise SoftnessError(f"config key 'import.species' gives atom type {key} twice.")
+            out[key] = name
+        section["species"] = out
+
+
+def _import_species(cfg):
+    if not cfg["import"]["species"]:
+        return ("config key 'import.species' is empty, but 'import.trajectories' is set: give the species "
+                "name of every atom type of the trajectories.")
+
+
+def _import_system(cfg):
+    own, name = cfg["import"]["system"], cfg["system"]["name"]
+    if own is not None and own != name:
+        return (f"config key 'import.system' ({own}) differs from 'system.name' ({name}); set both to the "
+                "system the trajectories are of.")
+
+
+def _import_species_of_system(cfg):
+    own = cfg["import"]["system"]
+    if own is None:
+        return None
+    names = systems.get(own).SPECIES_NAMES
+    foreign = [n for n in dict.fromkeys(cfg["import"]["species"].values()) if n not in names]
+    if foreign:
+        return (f"config key 'import.species' names species {', '.join(map(repr, foreign))}, which system "
+                f"{own} of 'import.system' does not have (its species are {', '.join(names)}).")
+
+
+def _import_temperatures(cfg):
+    files = cfg["import"]["trajectories"]
+    temps = [float(t) for t in cfg["temperatures_K"]]
+    missing = [t for t in temps if t not in files]
+    if missing:
+        return (f"config key 'temperatures_K' includes {', '.join(_g(t) for t in missing)} K, for which "
+                "'import.trajectories' gives no trajectory file (it must give one for every temperature).")
+    extra = [t for t in files if t not in temps]
+    if extra:
+        listed = ", ".join(_g(t) for t in extra)
+        return (f"config key 'import.trajectories' gives a trajectory file for {listed} K, which "
+                f"'temperatures_K' {cfg['temperatures_K']} does not include (the two must list the same "
+                "temperatures).")
+
+
+def _import_replicas(cfg):
+    k = cfg["run"]["replicas_per_temperature"]
+    if k > 1:
+        return (f"config key 'run.replicas_per_temperature' ({k}) must be 1 in import mode, where "
+                "'import.trajectories' gives one trajectory per temperature.")
+
+
+def _import_masses(cfg):
+    masses = cfg["import"]["masses"]
+    if masses is None:
+        return None
+    missing = [n for n in import_species_names(cfg) if n not in masses]
+    if missing:
+        return (f"config key 'import.masses' gives no mass for species {', '.join(missing)} of "
+                "'import.species'.")
+
+
+#: The import-mode rules, checked (in this order) only when import.trajectories is set; each: cfg ->
+#: None or one sentence naming the keys. The files themselves are checked by check_import_files.
+IMPORT_RULES = (_import_species, _import_system, _import_species_of_system, _import_temperatures,
+                _import_replicas, _import_masses)
+
+
+def _check_import(cfg: dict) -> None:
+    if not import_mode(cfg):
+        return
+    for rule in IMPORT_RULES:
         message = rule(cfg)
         if message:
             raise SoftnessError(message)
+
+
+#: Formats whose files name no atoms: the import needs import.topology (softness.importer).
+_FORMATS_WITHOUT_NAMES = ("LAMMPSDUMP", "GSD", "EXTXYZ", "H5MD")
+
+
+def check_import_files(cfg: dict) -> None:
+    """In import mode, that every trajectory file (and ``import.topology``) exists and that its
+    format is known (``import.format``, else its suffix); a file that needs a topology has one.
+
+    Checked by the workflow before any job, not by :func:`resolve`: every job re-reads the
+    resolved config, and the analysis after the import must not need the original files.
+    Relative paths are taken from the working directory.
+
+    Raises:
+      SoftnessError: one sentence naming the key, the temperature and the file.
+    """
+    if not import_mode(cfg):
+        return
+    from softness import importer
+
+    section = cfg["import"]
+    topology = section["topology"]
+    if topology is not None and not Path(topology).is_file():
+        raise SoftnessError(f"config key 'import.topology' names {topology}, which does not exist.")
+    for T, path in section["trajectories"].items():
+        where = f"config key 'import.trajectories' gives {_g(T)} K the trajectory file {path}"
+        if not Path(path).exists():
+            raise SoftnessError(f"{where}, which does not exist.")
+        if not Path(path).is_file():
+            raise SoftnessError(f"{where}, which is not a file.")
+        try:
+            fmt = importer.guess_format(path, section["format"])
+        except SoftnessError:
+            raise SoftnessError(f"{where}, whose format its suffix does not tell; set 'import.format'.") \
+                from None
+        if topology is None and fmt not in _FORMATS_WITHOUT_NAMES:
+            raise SoftnessError(f"config key 'import.topology' is not set, but the {fmt} trajectory file "
+                                f"{path} ({_g(T)} K) does not name its atoms; give a topology (GRO, PDB, TPR "
+                                "or LAMMPS data file).")
 
 
 def _temperature_keys(cfg: dict) -> None:
@@ -375,6 +567,44 @@ def _temperature_keys(cfg: dict) -> None:
         run[key] = out
 
 
+#: Config keys that hold one value per species, keyed by the system's species names.
+PER_SPECIES_KEYS = (("hops", "p_c_A2"), ("hops", "p_quiet_A2"))
+
+
+def _system_keys(cfg: dict) -> None:
+    """Keep, in place, only the keys of the named system: its ``system`` and ``potential`` keys
+    and its species in every per-species mapping.
+
+    Configs are merged on top of config/config.yaml (silica), so another system's keys arrive
+    from there and are dropped here; a species name that no system has, or a species of this
+    system with no value, is refused with one sentence. In import mode the species are those of
+    the imported trajectories (:func:`import_species_names`), not the system's.
+    """
+    system = systems.get(cfg["system"]["name"])
+    cfg["system"] = {k: v for k, v in cfg["system"].items() if k == "name" or k in system.CONFIG_KEYS}
+    cfg["potential"] = {k: v for k, v in cfg["potential"].items() if k in system.POTENTIAL_KEYS}
+    if import_mode(cfg):  # the species of the imported trajectories, whatever the system
+        names = import_species_names(cfg)
+        owner = ("which import.species does not name", "of import.species")
+    else:
+        names = system.SPECIES_NAMES
+        owner = (f"which system {system.NAME} does not have", f"of system {system.NAME}")
+    others = {n for name in systems.SYSTEMS for n in systems.get(name).SPECIES_NAMES} - set(names)
+    for section, key in PER_SPECIES_KEYS:
+        given = cfg[section][key]
+        unknown = [n for n in given if n not in names and n not in others]
+        if unknown:
+            raise SoftnessError(
+                f"config key '{section}.{key}' names species {', '.join(map(repr, unknown))}, {owner[0]} "
+                f"(its species are {', '.join(names)}).")
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise SoftnessError(
+                f"config key '{section}.{key}' gives no value for species {', '.join(missing)} {owner[1]} "
+                f"(its species are {', '.join(names)}).")
+        cfg[section][key] = {n: given[n] for n in names}
+
+
 def resolve(cfg: dict | None) -> dict:
     """Return a complete, validated copy of ``cfg`` with every default filled in.
 
@@ -387,10 +617,13 @@ def resolve(cfg: dict | None) -> dict:
     sch = schema()
     _fill_defaults(sch, cfg)
     _temperature_keys(cfg)
+    _import_keys(cfg)
     validator = jsonschema.Draft7Validator(sch)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         raise SoftnessError(_describe(errors[0]) + ".")
+    _check_import(cfg)
+    _system_keys(cfg)
     _check_consistency(cfg)
     return cfg
 

@@ -1,7 +1,9 @@
 """Relaxation dynamics per species: MSD, diffusion constant, F_s(q, t) and tau_alpha.
 
-For lag times tau (log-spaced whole numbers of frame intervals), averaged over every time
-origin t0 of the run and over the atoms of a species,
+Species names and count come from the trajectory (``Trajectory.species_names``); every
+per-species result is indexed by species number in the file's order and the product stores
+``/species_names``. For lag times tau (log-spaced whole numbers of frame intervals), averaged
+over every time origin t0 of the run and over the atoms of a species,
 
     MSD(tau)    = < |r_i(t0 + tau) - r_i(t0)|^2 >,
     F_s(q, tau) = < sin(q dr) / (q dr) >,   dr = |r_i(t0 + tau) - r_i(t0)|,
@@ -56,7 +58,7 @@ import logging
 import numpy as np
 
 from softness.errors import SoftnessError
-from softness.hops import SPECIES_NAMES, frame_interval_fs
+from softness.hops import frame_interval_fs, system_attribute
 from softness.io import atomic_h5
 from softness.trajectory import read_trajectory
 
@@ -211,12 +213,13 @@ def standard_error(values) -> float:
 
 
 def block_dynamics(positions, species, frame_interval: float, n_blocks: int, *, q_inv_A: float, n_lags: int,
-                   fit_lag_fractions=(0.05, 0.5), tolerance: float = 0.15, images=None, box=None) -> dict:
+                   fit_lag_fractions=(0.05, 0.5), tolerance: float = 0.15, images=None, box=None,
+                   n_species=None) -> dict:
     """tau_alpha and D of each of ``n_blocks`` consecutive blocks of a trajectory, each block alone.
 
     Args:
       positions: [F, N, 3] positions in Angstrom; unwrapped, or wrapped with ``images`` and ``box``.
-      species: [N] species index (0 .. len(SPECIES_NAMES) - 1).
+      species: [N] species numbers (0 .. n_species - 1).
       frame_interval: time between frames in fs.
       n_blocks: number of blocks (see :func:`block_bounds`).
       q_inv_A, n_lags: of F_s, as for the whole run.
@@ -224,6 +227,7 @@ def block_dynamics(positions, species, frame_interval: float, n_blocks: int, *, 
       tolerance: of the diffusive test (:func:`diffusion_constant`).
       images: optional [F, N, 3] image flags.
       box: [F, 3] or [3] box edges, needed with ``images``.
+      n_species: number of species (default: one more than the largest species number).
 
     Returns:
       dict with ``tau_fs`` and ``D`` ([n_species, n_blocks]; NaN where a block's F_s does not reach
@@ -239,7 +243,8 @@ def block_dynamics(positions, species, frame_interval: float, n_blocks: int, *, 
     window = (fit_lag_fractions[0] * block_fs, fit_lag_fractions[1] * block_fs)
     if box is not None:
         box = np.broadcast_to(np.asarray(box, dtype=np.float64), (positions.shape[0], 3))
-    n_species = len(SPECIES_NAMES)
+    if n_species is None:
+        n_species = int(species.max()) + 1 if species.size else 0
     tau, diff = np.full((n_species, n_blocks), np.nan), np.full((n_species, n_blocks), np.nan)
     for b, (first, stop) in enumerate(bounds):
         sl = slice(int(first), int(stop))
@@ -334,26 +339,28 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
       trajectory: H5MD trajectory with image flags (its ``equilibration_time_fs`` attribute and
         ``potential_energy`` observable, when present, feed the equilibration checks).
       out: the HDF5 product. Datasets: ``/lag_time_fs`` [L], ``/lag_frames`` [L],
-        ``/n_origins`` [L], ``/msd_A2`` [2, L], ``/F_s`` [2, L], ``/D_A2_per_fs`` [2],
-        ``/D_err_A2_per_fs`` [2] (the larger of the per-atom and the block error),
-        ``/D_blocks_A2_per_fs`` [2, n_blocks], ``/D_block_err_A2_per_fs`` [2] (standard error over
-        blocks), ``/msd_exponent`` [2] (log-log slope in the fit window),
-        ``/msd_growth_exponent`` [2] (alpha of MSD = A t^alpha + c in the fit window),
-        ``/diffusive`` [2] bool, ``/tau_alpha_fs`` [2] (NaN if not reached),
-        ``/tau_alpha_reached`` [2] bool, ``/tau_alpha_blocks_fs`` [2, n_blocks] (NaN where a
-        block does not reach it), ``/tau_alpha_err_fs`` [2] (standard error over the blocks that
-        reach tau_alpha; NaN when fewer than two do), ``/equilibration_tau_alpha`` [2]
-        (t_eq / tau_alpha; NaN when either is unknown), ``/equilibration_too_short`` [2] bool,
+        ``/n_origins`` [L], ``/msd_A2`` [S, L], ``/F_s`` [S, L], ``/D_A2_per_fs`` [S],
+        ``/D_err_A2_per_fs`` [S] (the larger of the per-atom and the block error),
+        ``/D_blocks_A2_per_fs`` [S, n_blocks], ``/D_block_err_A2_per_fs`` [S] (standard error over
+        blocks), ``/msd_exponent`` [S] (log-log slope in the fit window),
+        ``/msd_growth_exponent`` [S] (alpha of MSD = A t^alpha + c in the fit window),
+        ``/diffusive`` [S] bool, ``/tau_alpha_fs`` [S] (NaN if not reached),
+        ``/tau_alpha_reached`` [S] bool, ``/tau_alpha_blocks_fs`` [S, n_blocks] (NaN where a
+        block does not reach it), ``/tau_alpha_err_fs`` [S] (standard error over the blocks that
+        reach tau_alpha; NaN when fewer than two do), ``/equilibration_tau_alpha`` [S]
+        (t_eq / tau_alpha; NaN when either is unknown), ``/equilibration_too_short`` [S] bool,
         ``/potential_energy_blocks_kcal_mol_per_atom`` [n_blocks] and
         ``/potential_energy_blocks_err_kcal_mol_per_atom`` [n_blocks] (when the trajectory has the
-        observable), ``/species_names``; root attributes ``q_inv_A``, ``temperature_K``,
-        ``frame_interval_fs``, ``fit_window_fs`` [2], ``n_blocks``, ``block_length_fs``,
-        ``block_length_tau_alpha`` [2], ``blocks_too_short`` [2] (shorter than
+        observable), ``/species_names`` (the trajectory's); S is the number of species, indexed by
+        species number (NaN / False for a species without atoms); root attributes ``q_inv_A``,
+        ``temperature_K``, ``frame_interval_fs``, ``fit_window_fs`` [2], ``n_blocks``,
+        ``block_length_fs``, ``block_length_tau_alpha`` [S], ``blocks_too_short`` [S] (shorter than
         :data:`MIN_BLOCK_TAU_ALPHA` tau_alpha: the block errors are indicative only),
         ``equilibration_time_fs`` (NaN if the trajectory does not say),
         ``min_equilibration_tau_alpha``, ``potential_energy_drift`` (bool),
         ``potential_energy_drift_sigmas`` ((last - first block mean) / combined error; NaN
-        without the observable) and ``drift_threshold_sigmas``.
+        without the observable), ``drift_threshold_sigmas``, ``source`` and ``system`` (the
+        trajectory's, when it has one).
     """
     dcfg = cfg["dynamics"]
     lo, hi = dcfg["fit_lag_fractions"]
@@ -366,6 +373,9 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
     lag_time = lags * dt
     q = float(dcfg["q_inv_A"])
     n_blocks = int(dcfg["n_blocks"])
+    names = tuple(traj.species_names)
+    n_species = len(names)
+    system = system_attribute(traj.attrs)
     temperature = float(traj.attrs.get("temperature_K", np.nan))
     if np.isnan(temperature):
         log.warning("trajectory %s has no temperature_K attribute; dynamics carry NaN.", trajectory)
@@ -375,16 +385,16 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
                                                         box=traj.box)
     blocks = block_dynamics(traj.positions, traj.species, dt, n_blocks, q_inv_A=q, n_lags=dcfg["n_lags"],
                             fit_lag_fractions=(lo, hi), tolerance=dcfg["diffusive_tolerance"],
-                            images=traj.images, box=traj.box)
+                            images=traj.images, box=traj.box, n_species=n_species)
     run_fs = (n_frames - 1) * dt
     window = (lo * run_fs, hi * run_fs)
     n_lags = len(lags)
-    msd = np.full((2, n_lags), np.nan)
-    f_s = np.full((2, n_lags), np.nan)
-    res = {k: np.full(2, np.nan) for k in ("D", "D_err", "D_block_err", "exponent", "growth_exponent", "tau",
-                                           "tau_err")}
-    diffusive, reached = np.zeros(2, bool), np.zeros(2, bool)
-    for s, name in enumerate(SPECIES_NAMES):
+    msd = np.full((n_species, n_lags), np.nan)
+    f_s = np.full((n_species, n_lags), np.nan)
+    res = {k: np.full(n_species, np.nan) for k in ("D", "D_err", "D_block_err", "exponent", "growth_exponent",
+                                                   "tau", "tau_err")}
+    diffusive, reached = np.zeros(n_species, bool), np.zeros(n_species, bool)
+    for s, name in enumerate(names):
         mine = traj.species == s
         if not mine.any():
             continue
@@ -408,14 +418,14 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
         log.info("%s: D = %.3g +- %.2g A^2/fs, tau_alpha = %.4g +- %.2g fs", name, res["D"][s],
                  res["D_err"][s], res["tau"][s], res["tau_err"][s])
 
-    present = np.array([np.any(traj.species == s) for s in range(len(SPECIES_NAMES))])
+    present = np.array([np.any(traj.species == s) for s in range(n_species)], dtype=bool)
     block_fs = blocks["block_length_fs"]
     block_tau = block_fs / res["tau"]
     short_blocks = present & ~(block_tau >= MIN_BLOCK_TAU_ALPHA)  # (tau_alpha not reached: short too)
     for s in np.flatnonzero(short_blocks):
         log.warning("%s: the %d blocks of %g fs behind the errors of tau_alpha and D are shorter than %g "
                     "tau_alpha (tau_alpha = %.4g fs), so those errors are indicative only; run longer or set "
-                    "fewer dynamics.n_blocks.", SPECIES_NAMES[s], n_blocks, block_fs, MIN_BLOCK_TAU_ALPHA,
+                    "fewer dynamics.n_blocks.", names[s], n_blocks, block_fs, MIN_BLOCK_TAU_ALPHA,
                     res["tau"][s])
 
     t_eq = float(traj.attrs.get("equilibration_time_fs", np.nan))
@@ -430,7 +440,7 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
                 else f"less than {eq_bound[s]:.3g} tau_alpha (tau_alpha was not reached)")
         log.warning("%s: the run was equilibrated for %g fs, %s, fewer than "
                     "dynamics.min_equilibration_tau_alpha = %g, so it may not have forgotten its quenched "
-                    "structure.", SPECIES_NAMES[s], t_eq, what, min_eq)
+                    "structure.", names[s], t_eq, what, min_eq)
 
     pe = traj.observables.get("potential_energy")
     drift = None
@@ -448,6 +458,8 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
         f.attrs["frame_interval_fs"] = dt
         f.attrs["fit_window_fs"] = np.array(window)
         f.attrs["source"] = str(trajectory)
+        if system is not None:
+            f.attrs["system"] = system
         f.attrs["n_blocks"] = n_blocks
         f.attrs["block_length_fs"] = block_fs
         f.attrs["block_frames"] = int(bounds[0, 1] - bounds[0, 0])
@@ -489,5 +501,5 @@ def dynamics_file(cfg: dict, trajectory, out) -> None:
             for name in ("potential_energy_blocks_kcal_mol_per_atom",
                          "potential_energy_blocks_err_kcal_mol_per_atom"):
                 f[name].attrs["unit"] = "kcal/mol per atom"
-        f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+        f["species_names"] = np.array(names, dtype="S")
     log.info("wrote %s", out)

@@ -19,6 +19,10 @@ the ``h`` frames t ... t+h-1, so an atom that jumps by a vector of length a betw
 t-1 and t has p_hop(t) = a^2 exactly. p_hop is defined for h <= t <= F-h and NaN elsewhere.
 Cost is O(F N) (running sums over frames), memory bounded by processing atoms in chunks.
 
+Species. Names and count come from the trajectory (``Trajectory.species_names``), never from
+a constant; per-species results are indexed by species number in the file's order, and every
+product stores ``/species_names``. Per-species thresholds are config mappings keyed by name.
+
 Labels (per species thresholds):
   * 1, rearranging: p_hop(t) > p_c;
   * 0, quiet ("hard"): p_hop stays below p_quiet during the whole window of length
@@ -43,17 +47,17 @@ length a) clearly above it, not piled up just above p_c on the shoulder of the v
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from softness.errors import SoftnessError
 from softness.io import atomic_h5, open_input, require
-from softness.trajectory import read_trajectory
+from softness.trajectory import read_species_names, read_trajectory
 
 log = logging.getLogger(__name__)
-
-SPECIES_NAMES = ("Si", "O")
 
 #: Labels written to ``/labels``.
 REARRANGING, QUIET, UNLABELLED = 1, 0, -1
@@ -162,6 +166,14 @@ def _per_atom(values_by_species, species) -> np.ndarray:
     return np.asarray(values_by_species, dtype=np.float64)[np.asarray(species)]
 
 
+def _n_species(species, n_species=None) -> int:
+    """The number of species: ``n_species`` if given, else one more than the largest species number."""
+    if n_species is not None:
+        return int(n_species)
+    species = np.asarray(species)
+    return int(species.max()) + 1 if species.size else 0
+
+
 def quiet_mask(p_hop_values, p_quiet_per_atom, quiet_half_window: int) -> np.ndarray:
     """Atoms whose p_hop stays below ``p_quiet`` over the 2 q + 1 frames centred on each frame.
 
@@ -189,9 +201,9 @@ def rearrangement_labels(p_hop_values, species, p_c, p_quiet, quiet_half_window:
 
     Args:
       p_hop_values: [F, N] p_hop in Angstrom^2 (NaN where undefined).
-      species: [N] species (0 = Si, 1 = O).
-      p_c: per-species thresholds [2]: rearranging when p_hop > p_c.
-      p_quiet: per-species thresholds [2]: quiet when p_hop < p_quiet over the quiet window.
+      species: [N] species numbers (indices into the per-species thresholds).
+      p_c: per-species thresholds [n_species]: rearranging when p_hop > p_c.
+      p_quiet: per-species thresholds [n_species]: quiet when p_hop < p_quiet over the quiet window.
       quiet_half_window: q, half the quiet window in frames.
 
     Returns:
@@ -268,8 +280,8 @@ def rearrangement_events(p_hop_values, species, p_c, half_window: int, *,
 
     Args:
       p_hop_values: [F, N] p_hop in Angstrom^2 (NaN where undefined).
-      species: [N] species (0 = Si, 1 = O).
-      p_c: per-species thresholds [2] in Angstrom^2.
+      species: [N] species numbers.
+      p_c: per-species thresholds [n_species] in Angstrom^2.
       half_window: h, the half window of p_hop in frames (the merging distance).
       atom_chunk: atoms processed together (bounds the temporary memory).
 
@@ -295,19 +307,22 @@ def rearrangement_events(p_hop_values, species, p_c, half_window: int, *,
     return events
 
 
-def event_p_hop_maxima(p_hop_values, events, species) -> list[np.ndarray]:
+def event_p_hop_maxima(p_hop_values, events, species, n_species=None) -> list[np.ndarray]:
     """The excursion maximum of every event per species: p_hop at the event frames.
 
+    Args:
+      n_species: number of species (default: one more than the largest species number).
+
     Returns:
-      [Si values, O values] in Angstrom^2.
+      one array per species number, in Angstrom^2.
     """
     frames, atoms = np.nonzero(np.asarray(events) == EVENT)
     values = np.asarray(p_hop_values)[frames, atoms]
     own = np.asarray(species)[atoms]
-    return [values[own == s] for s in range(2)]
+    return [values[own == s] for s in range(_n_species(species, n_species))]
 
 
-def event_statistics(events, species, dt_fs: float, half_window: int) -> dict:
+def event_statistics(events, species, dt_fs: float, half_window: int, n_species=None) -> dict:
     """Per-species event counts, rates and the share of atoms with an event per p_hop window.
 
     Args:
@@ -315,9 +330,10 @@ def event_statistics(events, species, dt_fs: float, half_window: int) -> dict:
       species: [N].
       dt_fs: frame interval in fs.
       half_window: h; the p_hop window is 2 h frames.
+      n_species: number of species (default: one more than the largest species number).
 
     Returns:
-      dict of [2] arrays: ``n_events``, ``observed_fs`` (atom-frames where an event can be
+      dict of [n_species] arrays: ``n_events``, ``observed_fs`` (atom-frames where an event can be
       located, times dt, summed over the species' atoms), ``rate_per_fs`` (events per atom per
       fs) and ``window_fraction`` (fraction of (atom, window) pairs with at least one event, over
       consecutive windows of 2 h frames where every atom's events are observed).
@@ -326,9 +342,10 @@ def event_statistics(events, species, dt_fs: float, half_window: int) -> dict:
     species = np.asarray(species)
     observed_rows = np.flatnonzero(np.all(events != UNOBSERVED, axis=1))
     n_windows = observed_rows.size // (2 * half_window)
-    out = {"n_events": np.zeros(2, np.int64), "observed_fs": np.zeros(2),
-           "rate_per_fs": np.full(2, np.nan), "window_fraction": np.full(2, np.nan)}
-    for s in range(2):
+    n = _n_species(species, n_species)
+    out = {"n_events": np.zeros(n, np.int64), "observed_fs": np.zeros(n),
+           "rate_per_fs": np.full(n, np.nan), "window_fraction": np.full(n, np.nan)}
+    for s in range(n):
         own = events[:, species == s]
         out["n_events"][s] = np.sum(own == EVENT)
         out["observed_fs"][s] = np.sum(own != UNOBSERVED) * dt_fs
@@ -343,24 +360,94 @@ def event_statistics(events, species, dt_fs: float, half_window: int) -> dict:
 
 # ---------------------------------------------------------------------------- the stage
 
-def _thresholds(cfg: dict, key: str) -> np.ndarray:
-    return np.array([cfg["hops"][key][name] for name in SPECIES_NAMES], dtype=np.float64)
+def species_thresholds(cfg: dict, key: str, species_names, source) -> np.ndarray:
+    """A per-species threshold ``hops.<key>`` looked up by the species names of a file.
+
+    Args:
+      cfg: resolved config; ``cfg["hops"][key]`` maps species names to values (A^2).
+      key: ``"p_c_A2"`` or ``"p_quiet_A2"``.
+      species_names: the names of the file's species, indexed by species number.
+      source: the file the names come from (for the error message).
+
+    Returns:
+      [n_species] float64 thresholds in the file's species order.
+
+    Raises:
+      SoftnessError: the mapping has no value for one of the file's species.
+    """
+    values = cfg["hops"][key]
+    if not isinstance(values, Mapping):
+        raise SoftnessError(f"config key 'hops.{key}' must map species names to thresholds in A^2, "
+                            f"e.g. {{{', '.join(f'{n}: 1.0' for n in species_names)}}}.")
+    for name in species_names:
+        if name not in values:
+            raise SoftnessError(f"config key 'hops.{key}' has no value for species '{name}' of "
+                                f"{source}.")
+    return np.array([values[name] for name in species_names], dtype=np.float64)
+
+
+def decode_names(values) -> tuple:
+    """Species names stored as bytes or str (e.g. a ``/species_names`` dataset) as a tuple of str."""
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel())
+
+
+def system_attribute(attrs):
+    """The root attribute ``system`` (e.g. "silica") of a file's attributes as str, or None."""
+    system = attrs.get("system")
+    return None if system is None else (system.decode() if isinstance(system, bytes) else str(system))
+
+
+def _names_of_source(source) -> tuple:
+    """Species names and ``system`` attribute of the file a product is made from.
+
+    The file is a product with ``/species_names`` (e.g. a features file) or a trajectory.
+    """
+    try:
+        with h5py.File(source, "r") as f:
+            system = system_attribute(f.attrs)
+            if "species_names" in f:
+                return decode_names(f["species_names"][()]), system
+            is_trajectory = "particles/all/species" in f
+    except (OSError, TypeError) as exc:
+        raise SoftnessError(f"cannot read the species names of {source} ({exc}).") from None
+    if is_trajectory:
+        return read_species_names(source), system
+    raise SoftnessError(f"file {source} stores no species names (/species_names), so the hops product "
+                        "made from it cannot name its species.")
 
 
 def write_hops_datasets(f, *, p_hop_values, labels, events, stats, species, frames, step, time_fs, p_c,
                         p_quiet, dt_fs: float, half_window: int, quiet_half_window: int,
-                        temperature_K: float, source) -> None:
+                        temperature_K: float, source, species_names=None, system=None) -> None:
     """The datasets and attributes of a hops product (see :func:`hops_file`) in an open file.
 
     Args:
       f: writable HDF5 file.
       p_hop_values, labels, events: [F, N]; stats: :func:`event_statistics` of ``events``;
       species: [N]; frames, step, time_fs: [F].
-      p_c, p_quiet: [2] thresholds; dt_fs, half_window, quiet_half_window: the frame interval and
-        the half windows of t_R and t_quiet in frames.
+      p_c, p_quiet: [n_species] thresholds; dt_fs, half_window, quiet_half_window: the frame
+        interval and the half windows of t_R and t_quiet in frames.
       temperature_K: T; source: the file the events come from.
+      species_names: the name of each species number; default: read from ``source`` (its
+        ``/species_names``, or a trajectory's species names), together with its ``system``.
+      system: the root attribute ``system`` to record (e.g. "silica"); None: none (or the
+        source's, when the names are read from it).
     """
+    if species_names is None:
+        species_names, source_system = _names_of_source(source)
+        system = source_system if system is None else system
+    species_names = tuple(str(n) for n in species_names)
+    n_species = len(species_names)
+    species = np.asarray(species)
+    if species.size and not (species.min() >= 0 and species.max() < n_species):
+        raise SoftnessError(f"the species numbers of {source} ({int(species.min())} to {int(species.max())}) "
+                            f"do not all name one of its {n_species} species {', '.join(species_names)}.")
+    if np.shape(p_c) != (n_species,) or np.shape(p_quiet) != (n_species,):
+        raise SoftnessError(f"the thresholds for {source} must have one value per species "
+                            f"({', '.join(species_names)}), not {np.shape(p_c)} and {np.shape(p_quiet)}.")
     h, q = half_window, quiet_half_window
+    if system is not None:
+        f.attrs["system"] = str(system)
     f.attrs["temperature_K"] = temperature_K
     f.attrs["t_R_fs"] = 2 * h * dt_fs
     f.attrs["t_quiet_fs"] = 2 * q * dt_fs
@@ -383,8 +470,8 @@ def write_hops_datasets(f, *, p_hop_values, labels, events, stats, species, fram
     f["frames"] = np.asarray(frames, np.int64)
     f["step"] = step
     f["time_fs"] = np.asarray(time_fs, np.float64)
-    f["species"] = np.asarray(species)
-    f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+    f["species"] = species
+    f["species_names"] = np.array(species_names, dtype="S")
     f["thresholds/p_c_A2"] = p_c
     f["thresholds/p_quiet_A2"] = p_quiet
     f["n_events"] = stats["n_events"]
@@ -394,10 +481,12 @@ def write_hops_datasets(f, *, p_hop_values, labels, events, stats, species, fram
     f["event_window_fraction"] = stats["window_fraction"]
     f["event_window_fraction"].attrs["meaning"] = (
         "fraction of (atom, p_hop window of t_R_fs) pairs with at least one event")
-    f["event_p_hop_max/counts"] = np.stack([np.histogram(v, bins=EVENT_MAX_EDGES_A2)[0]
-                                            for v in event_p_hop_maxima(p_hop_values, events, species)])
+    maxima = event_p_hop_maxima(p_hop_values, events, species, n_species)
+    f["event_p_hop_max/counts"] = np.array([np.histogram(v, bins=EVENT_MAX_EDGES_A2)[0] for v in maxima],
+                                           dtype=np.int64).reshape(n_species, len(EVENT_MAX_EDGES_A2) - 1)
     f["event_p_hop_max/counts"].attrs["meaning"] = (
-        "per species (Si, O), number of events whose excursion maximum of p_hop falls in each bin")
+        f"per species ({', '.join(species_names)}), number of events whose excursion maximum of p_hop "
+        "falls in each bin")
     f["event_p_hop_max/edges_A2"] = EVENT_MAX_EDGES_A2
     f["event_p_hop_max/edges_A2"].attrs["unit"] = "angstrom^2"
 
@@ -411,14 +500,19 @@ def hops_file(cfg: dict, trajectory, out) -> None:
       out: the HDF5 product to write. Datasets: ``/p_hop`` [F, N] float32 (A^2, NaN where
         the window does not fit), ``/labels`` [F, N] int8, ``/events`` [F, N] int8 (see
         :func:`rearrangement_events`), ``/frames``, ``/step``, ``/time_fs``, ``/species``,
-        ``/species_names``, ``/thresholds/p_c_A2`` [2], ``/thresholds/p_quiet_A2`` [2],
-        ``/n_events`` [2] (events), ``/rearrangement_rate_per_fs`` [2] (events per atom per fs
-        over the frames where an event can be located), ``/event_window_fraction`` [2] (share
-        of atoms with an event per p_hop window), ``/event_p_hop_max/counts`` [2, K] and
-        ``/event_p_hop_max/edges_A2`` [K + 1] (histogram of the excursion maxima, p_hop at the
-        events); root attributes ``temperature_K``, ``t_R_fs`` and ``t_quiet_fs`` (as used,
-        after rounding to frames), ``half_window_frames``, ``quiet_half_window_frames``,
-        ``frame_interval_fs``.
+        ``/species_names`` (the trajectory's), ``/thresholds/p_c_A2`` [S],
+        ``/thresholds/p_quiet_A2`` [S], ``/n_events`` [S] (events), ``/rearrangement_rate_per_fs``
+        [S] (events per atom per fs over the frames where an event can be located),
+        ``/event_window_fraction`` [S] (share of atoms with an event per p_hop window),
+        ``/event_p_hop_max/counts`` [S, K] and ``/event_p_hop_max/edges_A2`` [K + 1] (histogram
+        of the excursion maxima, p_hop at the events), with S the number of species, indexed by
+        species number; root attributes ``temperature_K``, ``t_R_fs`` and ``t_quiet_fs`` (as
+        used, after rounding to frames), ``half_window_frames``, ``quiet_half_window_frames``,
+        ``frame_interval_fs``, ``source`` and ``system`` (the trajectory's, when it has one).
+
+    Raises:
+      SoftnessError: ``hops.p_c_A2`` or ``hops.p_quiet_A2`` has no value for a species of the
+        trajectory, or the trajectory is unusable (see the messages).
     """
     hcfg = cfg["hops"]
     traj = read_trajectory(trajectory)
@@ -436,13 +530,17 @@ def hops_file(cfg: dict, trajectory, out) -> None:
     temperature = float(traj.attrs.get("temperature_K", np.nan))
     if np.isnan(temperature):
         log.warning("trajectory %s has no temperature_K attribute; hops carry NaN.", trajectory)
-    p_c, p_quiet = _thresholds(cfg, "p_c_A2"), _thresholds(cfg, "p_quiet_A2")
+    names = tuple(traj.species_names)
+    where = f"trajectory {trajectory}"
+    p_c = species_thresholds(cfg, "p_c_A2", names, where)
+    p_quiet = species_thresholds(cfg, "p_quiet_A2", names, where)
+    system = system_attribute(traj.attrs)
 
     p = p_hop(traj.positions, h, images=traj.images, box=traj.box)
     labels = rearrangement_labels(p, traj.species, p_c, p_quiet, q)
     events = rearrangement_events(p, traj.species, p_c, h)
-    stats = event_statistics(events, traj.species, dt, h)
-    for s, name in enumerate(SPECIES_NAMES):
+    stats = event_statistics(events, traj.species, dt, h, len(names))
+    for s, name in enumerate(names):
         own = labels[h:n_frames - h + 1, traj.species == s]
         share = (100 * np.mean(own == REARRANGING), 100 * np.mean(own == QUIET)) if own.size else (0.0, 0.0)
         log.info("%s: %d rearrangement events, %.3g per atom per ps, %.3g%% of atoms with an event per "
@@ -455,29 +553,32 @@ def hops_file(cfg: dict, trajectory, out) -> None:
                             species=traj.species, frames=np.arange(n_frames, dtype=np.int64), step=traj.step,
                             time_fs=traj.time_fs,
                             p_c=p_c, p_quiet=p_quiet, dt_fs=dt, half_window=h, quiet_half_window=q,
-                            temperature_K=temperature, source=trajectory)
+                            temperature_K=temperature, source=trajectory, species_names=names,
+                            system=system)
     log.info("wrote %s", out)
 
 
 # ---------------------------------------------------------------------------- p_hop histograms
 
-def p_hop_histogram(p_hop_values, species, bins) -> np.ndarray:
+def p_hop_histogram(p_hop_values, species, bins, n_species=None) -> np.ndarray:
     """Normalised histograms of log10 p_hop per species.
 
     Args:
       p_hop_values: [F, N] p_hop (NaN ignored).
       species: [N].
       bins: bin edges in Angstrom^2 (log-spaced for a log-x plot).
+      n_species: number of species (default: one more than the largest species number).
 
     Returns:
-      [2, len(bins) - 1] probability density in log10(p_hop) (each row integrates to the
-      fraction of defined values inside the bins).
+      [n_species, len(bins) - 1] probability density in log10(p_hop) (each row integrates to
+      the fraction of defined values inside the bins; zeros for a species without values).
     """
     p = np.asarray(p_hop_values)
     species = np.asarray(species)
     widths = np.diff(np.log10(bins))
-    out = np.zeros((2, len(bins) - 1))
-    for s in range(2):
+    n = _n_species(species, n_species)
+    out = np.zeros((n, len(bins) - 1))
+    for s in range(n):
         v = p[:, species == s]
         v = v[np.isfinite(v)]
         if v.size:
@@ -485,18 +586,19 @@ def p_hop_histogram(p_hop_values, species, bins) -> np.ndarray:
     return out
 
 
-def event_max_histogram(p_hop_values, events, species, bins) -> np.ndarray:
+def event_max_histogram(p_hop_values, events, species, bins, n_species=None) -> np.ndarray:
     """Normalised histograms of log10 of the excursion maxima (p_hop at the events) per species.
 
     Args:
       p_hop_values: [F, N] p_hop; events: [F, N] (:func:`rearrangement_events`); species: [N].
       bins: bin edges in Angstrom^2 (log-spaced).
+      n_species: number of species (default: one more than the largest species number).
 
     Returns:
-      [2, len(bins) - 1] probability density in log10(max p_hop) over the species' events.
+      [n_species, len(bins) - 1] probability density in log10(max p_hop) over the species' events.
     """
     peaks = np.where(np.asarray(events) == EVENT, np.asarray(p_hop_values), np.nan)
-    return p_hop_histogram(peaks, species, bins)
+    return p_hop_histogram(peaks, species, bins, n_species)
 
 
 def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
@@ -509,12 +611,17 @@ def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
     bottom row a tail of cage jumps clearly above p_c, not a pile-up just above it.
 
     Args:
-      hops_files: products of :func:`hops_file` (one per temperature).
+      hops_files: products of :func:`hops_file` (one per temperature), all of the same species
+        (their ``/species_names``).
       out: where to save the figure (any matplotlib format), or None.
       bins: log-spaced bin edges in Angstrom^2 (default 1e-3 ... 1e2).
 
     Returns:
-      The matplotlib Figure (axes: Si and O p_hop, then Si and O event maxima).
+      The matplotlib Figure with one column per species, in the files' species order (axes:
+      the p_hop panel of every species, then the event-maxima panel of every species).
+
+    Raises:
+      SoftnessError: a file lacks a dataset, or the files name different species.
     """
     # The Figure API draws without pyplot, so no backend is chosen or changed (headless-safe).
     from matplotlib import colormaps
@@ -522,41 +629,51 @@ def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
 
     bins = np.logspace(-3, 2, 101) if bins is None else np.asarray(bins)
     centres = np.sqrt(bins[1:] * bins[:-1])
-    fig = Figure(figsize=(8, 6), layout="constrained")
-    axes = fig.subplots(2, 2, sharex=True)
-    curves = []
+    curves, names, first = [], None, None
     for path in hops_files:
         with open_input(path, "hops") as f:
-            require(f, "p_hop", "events", "species", "thresholds/p_c_A2", "thresholds/p_quiet_A2",
-                    what="hops")
+            require(f, "p_hop", "events", "species", "species_names", "thresholds/p_c_A2",
+                    "thresholds/p_quiet_A2", what="hops")
+            own_names = decode_names(f["species_names"][()])
+            if names is None:
+                names, first = own_names, path
+            elif own_names != names:
+                raise SoftnessError(f"hops file {path} has species {', '.join(own_names)} but {first} has "
+                                    f"{', '.join(names)}; one figure needs files of one system.")
+            n = len(names)
             p, events, species = f["p_hop"][()], f["events"][()], f["species"][()]
-            curves.append((float(f.attrs.get("temperature_K", np.nan)), p_hop_histogram(p, species, bins),
-                           event_max_histogram(p, events, species, bins),
-                           [int(np.sum(events[:, species == s] == EVENT)) for s in range(2)],
+            curves.append((float(f.attrs.get("temperature_K", np.nan)), p_hop_histogram(p, species, bins, n),
+                           event_max_histogram(p, events, species, bins, n),
+                           [int(np.sum(events[:, species == s] == EVENT)) for s in range(n)],
                            f["thresholds/p_c_A2"][()], f["thresholds/p_quiet_A2"][()]))
+    names = () if names is None else names
+    n_cols = max(len(names), 1)
+    fig = Figure(figsize=(4 * n_cols, 6), layout="constrained")
+    axes = fig.subplots(2, n_cols, sharex=True, squeeze=False)
     curves.sort(key=lambda c: c[0])
     cmap = colormaps["coolwarm"]
     for k, (temp, hist, peaks, n_events, _, _) in enumerate(curves):
         colour = cmap(k / max(1, len(curves) - 1))
-        for s in range(2):
+        for s in range(len(names)):
             axes[0, s].plot(centres, hist[s], color=colour, label=f"{temp:g} K")
             label = f"{temp:g} K ({n_events[s]} event{'' if n_events[s] == 1 else 's'})"
             axes[1, s].plot(centres, peaks[s], color=colour, label=label)
     for row in range(2):
         for s, ax in enumerate(axes[row]):
-            if curves:
+            if curves and s < len(names):
                 ax.axvline(curves[0][4][s], color="k", lw=1, label="$p_c$")
                 ax.axvline(curves[0][5][s], color="k", lw=1, ls="--", label="$p_{quiet}$")
             ax.set_xscale("log")
-            if any(np.any(c[1 + row][s] > 0) for c in curves):
+            if any(np.any(c[1 + row][s] > 0) for c in curves if s < len(c[1 + row])):
                 ax.set_yscale("log")  # (a species without events has nothing to show on a log axis)
             ax.legend(fontsize=6, frameon=False)
         axes[row, 0].set_ylabel([r"$P(\log_{10} p_{hop})$, all frames",
                                  r"$P(\log_{10} \max p_{hop})$, events"][row])
-    for s in range(2):
-        axes[0, s].set_title(SPECIES_NAMES[s])
-        axes[1, s].set_title(f"{SPECIES_NAMES[s]} events: excursion maxima")
-        axes[1, s].set_xlabel(r"$p_{hop}$ ($\AA^2$)")
+    for s, name in enumerate(names):
+        axes[0, s].set_title(name)
+        axes[1, s].set_title(f"{name} events: excursion maxima")
+    for ax in axes[1]:
+        ax.set_xlabel(r"$p_{hop}$ ($\AA^2$)")
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=150)

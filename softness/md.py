@@ -1,4 +1,4 @@
-"""Molecular dynamics of BKS silica: the quench and the runs at each temperature.
+"""Molecular dynamics of a model liquid (softness.systems): the quench and the runs at each temperature.
 
 Two stages, each a plain function the command line calls:
 
@@ -63,7 +63,7 @@ import numpy as np
 
 from softness import config as config_rules
 from softness import engine as fast
-from softness import units
+from softness import systems, units
 from softness.errors import SoftnessError
 from softness.io import open_input, place_product, provenance, temporary_path
 from softness.progress import Progress
@@ -155,10 +155,10 @@ def _target_temperature(step, sched):
 # ---------------------------------------------------------------------------- engine
 
 class Engine:
-    """Jitted MD of one silica system (fixed N, species and, except for NPT, box).
+    """Jitted MD of one system (fixed N, species and, except for NPT, box).
 
     Args:
-      species: [N] 0 = Si, 1 = O.
+      species: [N] species numbers of the potential.
       masses: [N] amu.
       box: [3] box edges in A (the initial box for 'npt').
       ensemble: 'nvt' (Nose-Hoover chain), 'npt' (jax_md.simulate.npt_nose_hoover, fractional
@@ -166,7 +166,10 @@ class Engine:
       timestep_fs: MD time step.
       thermostat_tau_fs, barostat_tau_fs: Nose-Hoover time constants (absolute time).
       pressure_GPa: target pressure for 'npt'.
-      cutoff_A, skin_A: potential cutoff and neighbour-list skin.
+      potential: the system's :class:`softness.systems.Potential` (default: BKS silica with
+        cutoff ``cutoff_A``).
+      cutoff_A: BKS silica's cutoff when no ``potential`` is given.
+      skin_A: neighbour-list skin.
       dense: 'npt' only: jax_md's Dense neighbour-list format instead of OrderedSparse (the
         fixed-volume ensembles always use the dense lists of :mod:`softness.engine`).
       dtype: 'float32' or 'float64' (float64 only inside :func:`precision_scope`).
@@ -195,7 +198,8 @@ class Engine:
     def __init__(self, species, masses, box, *, ensemble="nvt", timestep_fs=1.0, thermostat_tau_fs=100.0,
                  barostat_tau_fs=1000.0, pressure_GPa=0.0, cutoff_A=8.0, skin_A=1.0, dense=False,
                  dtype="float32", frame_every=1, frames_per_chunk=1, runaway_temperature_K=math.inf,
-                 velocities=False, capacity_multiplier=1.25, replicas=None, replica_loop=None):
+                 velocities=False, capacity_multiplier=1.25, replicas=None, replica_loop=None,
+                 potential=None):
         import jax
         import jax.numpy as jnp
         from jax_md import simulate, space
@@ -212,7 +216,10 @@ class Engine:
         self.ensemble = ensemble
         self.fractional = ensemble == "npt"
         self.timestep_fs = float(timestep_fs)
-        self.cutoff_A = float(cutoff_A)
+        if potential is None:
+            potential = silica.potential({"cutoff_A": cutoff_A})
+        self.potential = potential
+        self.cutoff_A = float(potential.cutoff_A)
         self.skin_A = float(skin_A)
         self.dense = bool(dense)
         self.frame_every = int(frame_every)
@@ -240,16 +247,15 @@ class Engine:
         box_j = jnp.asarray(self.box0, self.dtype)
         if self.fractional:
             displacement, shift = space.periodic_general(jnp.diag(box_j), fractional_coordinates=True)
-            self.neighbor_fn, self.energy_fn = silica.bks_energy(
-                displacement, jnp.diag(box_j), self.species, cutoff_A=cutoff_A, skin_A=skin_A,
+            self.neighbor_fn, self.energy_fn = potential.energy_neighbor_list(
+                displacement, jnp.diag(box_j), self.species, skin_A=skin_A,
                 fractional_coordinates=True, dense=dense, capacity_multiplier=capacity_multiplier)
             forces = self.energy_fn
         else:
             _, shift = space.periodic(box_j)
-            potential = silica.bks_pair_potential(cutoff_A)
-            self.verlet = fast.verlet_list(self.box0, cutoff_A, skin_A)
-            pair_force = fast.pair_forces(potential, self.box0, self.species)
-            self.pair_sums = fast.pair_forces(potential, self.box0, self.species, energy=True)
+            self.verlet = fast.verlet_list(self.box0, self.cutoff_A, skin_A)
+            pair_force = fast.pair_forces(potential.pair, self.box0, self.species)
+            self.pair_sums = fast.pair_forces(potential.pair, self.box0, self.species, energy=True)
 
             def forces(R, neighbor, **unused):
                 return pair_force(R, neighbor)
@@ -940,6 +946,11 @@ class _Run:
 
 # ---------------------------------------------------------------------------- partial files
 
+def mass_density(masses, box) -> float:
+    """Mass density (g/cm^3) of atoms of ``masses`` (amu) in an orthorhombic ``box`` (A)."""
+    return units.mass_density(float(np.sum(masses)), float(np.prod(np.asarray(box, dtype=np.float64))))
+
+
 class _PartialTrajectory:
     """The in-progress H5MD file, opened and closed around every write."""
 
@@ -948,11 +959,15 @@ class _PartialTrajectory:
         self.n_frames = 0
 
     def create(self, stage, cfg, species, masses, box, *, dtype, variable_box, attrs):
+        system = systems.of_config(cfg)
         with _deferred_interrupts(), h5py.File(self.path, "w") as f:
             f.attrs.update(provenance(stage, cfg))
             f.attrs.update(attrs)
-            H5MDWriter(f, species, masses, box, dtype=dtype, variable_box=variable_box,
-                       observables=OBSERVABLES)
+            f.attrs["system"] = system.NAME
+            f.attrs["potential"] = system.potential(cfg["potential"]).name
+            f.attrs["density_g_cm3"] = mass_density(masses, box)
+            H5MDWriter(f, species, masses, box, species_names=system.SPECIES_NAMES, dtype=dtype,
+                       variable_box=variable_box, observables=OBSERVABLES)
         self.n_frames = 0
 
     def reopen(self, n_frames: int):
@@ -1059,15 +1074,16 @@ def _engine_for(cfg: dict, species, masses, box, *, ensemble, frame_every, dtype
     kwargs = dict(
         ensemble=ensemble, timestep_fs=md["timestep_fs"],
         thermostat_tau_fs=md["thermostat_tau_fs"], barostat_tau_fs=md["barostat_tau_fs"],
-        pressure_GPa=cfg["quench"]["pressure_GPa"], cutoff_A=cfg["potential"]["cutoff_A"],
+        pressure_GPa=cfg["quench"]["pressure_GPa"],
         skin_A=md["neighbor_skin_A"], dense=md["neighbor_format"] == "dense", dtype=str(np.dtype(dtype)),
         frame_every=frame_every, frames_per_chunk=_frames_per_chunk(md["chunk_steps"], frame_every),
         runaway_temperature_K=runaway_K, velocities=velocities, replicas=replicas)
+    potential = systems.of_config(cfg).potential(cfg["potential"])
     key = (np.asarray(species).tobytes(), np.asarray(masses, np.float64).tobytes(),
-           np.asarray(box, np.float64).tobytes(), json.dumps(kwargs, sort_keys=True))
+           np.asarray(box, np.float64).tobytes(), json.dumps(kwargs, sort_keys=True), potential.name)
     engine = _ENGINES.pop(key, None)
     if engine is None:
-        engine = Engine(species, masses, box, **kwargs)
+        engine = Engine(species, masses, box, potential=potential, **kwargs)
     engine.extra_capacity = 0
     engine.reallocations = 0
     _ENGINES[key] = engine
@@ -1110,7 +1126,8 @@ def relax(engine: Engine, positions, n_steps: int) -> np.ndarray:
     jnp = engine._jnp
     box = jnp.asarray(engine.box0, engine.dtype)
     displacement, shift = space.periodic(box)
-    neighbor_fn, energy_fn = silica.bks_energy(displacement, box, engine.species, cutoff_A=engine.cutoff_A)
+    neighbor_fn, energy_fn = engine.potential.energy_neighbor_list(displacement, box, engine.species,
+                                                                   skin_A=engine.skin_A)
     dt0 = units.fs_to_internal(0.5)
     init, apply = minimize.fire_descent(energy_fn, shift, dt_start=dt0, dt_max=4 * dt0)
     run = jax_md_steps(apply)
@@ -1173,14 +1190,16 @@ def quench(cfg: dict, out, resume: bool = False) -> None:
     plan = quench_plan(cfg)
     q, md = cfg["quench"], cfg["md"]
     rng = np.random.default_rng([cfg["seed"], _STAGE_QUENCH])
-    structure = silica.initial_structure(cfg["system"], rng)
-    silica.check_box(structure.box, cfg["potential"]["cutoff_A"], "the initial box")
+    system = systems.of_config(cfg)
+    structure = system.initial_structure(cfg["system"], rng)
+    masses = system.masses_for(structure.species)
+    systems.check_box(structure.box, system.potential(cfg["potential"]).cutoff_A, "the initial box")
     command = f"softness quench --out {out}"
 
     def body():
         ckpt = _Checkpoint(checkpoint_path(out))
         with precision_scope(cfg["precision"]) as dtype:
-            engine = _engine_for(cfg, structure.species, structure.masses, structure.box,
+            engine = _engine_for(cfg, structure.species, masses, structure.box,
                                  ensemble=q["ensemble"], frame_every=plan["frame_every"], dtype=dtype,
                                  runaway_K=RUNAWAY_TEMPERATURE_FACTOR * q["T_melt_K"])
             key = _key(cfg["seed"], _STAGE_QUENCH)
@@ -1201,11 +1220,10 @@ def quench(cfg: dict, out, resume: bool = False) -> None:
                 ckpt.remove()  # a stale one must not pair with the new partial file
                 positions = relax(engine, structure.positions, q["relax_steps"])
                 c = engine.init(positions, key=key, temperature_K=q["T_melt_K"])
-                partial.create("quench", cfg, structure.species, structure.masses, structure.box,
+                partial.create("quench", cfg, structure.species, masses, structure.box,
                                dtype=dtype, variable_box=q["ensemble"] == "npt", attrs={
-                                   "potential": silica.potential_name(cfg["potential"]["cutoff_A"]),
                                    "precision": cfg["precision"], "ensemble": q["ensemble"],
-                                   "initial_density_g_cm3": structure.density_g_cm3,
+                                   "initial_density_g_cm3": mass_density(masses, structure.box),
                                    "T_melt_K": float(q["T_melt_K"]), "T_min_K": float(q["T_min_K"]),
                                    "cooling_rate_K_per_ps": float(q["cooling_rate_K_per_ps"])})
                 step, next_frame = 0, 0
@@ -1228,7 +1246,7 @@ def quench(cfg: dict, out, resume: bool = False) -> None:
             c = loop.run(c, step=step, next_frame=next_frame)
             progress.close()
             final_box = np.asarray(engine.box_of(c["state"]), dtype=np.float64)
-            rho = silica.density_g_cm3(structure.species, final_box)
+            rho = mass_density(masses, final_box)
 
             def finish(f):
                 f.attrs["final_density_g_cm3"] = rho
@@ -1361,8 +1379,6 @@ class _Member:
         snap = self.snap
         self.partial.create("run", cfg, snap["species"], snap["mass"], box, dtype=dtype, variable_box=False,
                             attrs={"temperature_K": self.T,
-                                   "potential": silica.potential_name(cfg["potential"]["cutoff_A"]),
-                                   "density_g_cm3": silica.density_g_cm3(snap["species"], box),
                                    "precision": cfg["precision"], "ensemble": "nvt",
                                    "start_file": str(start), "start_step": int(snap["step"]),
                                    "run_index": self.run_index,
@@ -1508,7 +1524,7 @@ def run_temperatures(cfg: dict, start, temperatures_K, outs, resume: bool = Fals
             raise SoftnessError(
                 f"the snapshots at {temps[0]:g} K and {m.T:g} K have different boxes (a constant-pressure "
                 "quench); runs in one group share one box: run them one per job.")
-    silica.check_box(box, cfg["potential"]["cutoff_A"], "the snapshot's box")
+    systems.check_box(box, systems.of_config(cfg).potential(cfg["potential"]).cutoff_A, "the snapshot's box")
     command = (f"softness run --start {start} --temperature {' '.join(f'{T:g}' for T in temps)} "
                f"--out {' '.join(str(o) for o in outs)}" + (f" --run-index {run_index}" if run_index else ""))
     works = [m.work for m in members]

@@ -77,6 +77,11 @@ e^2 (1 - r^2) / 2: misalignment both lowers e1 and bends the lines (``e1_expecte
 The per-bin curvature tests of the arrhenius fits are reported too: the Arrhenius plant should
 leave every bin straight, the non-Arrhenius one should have its bins flagged, with their fitted
 coefficient of 1/T^2 near the planted c.
+
+Species. Nothing here names a species: the names and their number S come from the features
+files (``/species_names``, the same in every file), the per-species thresholds of the planted
+hops files are looked up by them (``hops.p_c_A2`` / ``hops.p_quiet_A2``), every planted file and
+the report store them, and every per-species array has a leading axis [S] in their order.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +99,6 @@ from softness.errors import SoftnessError
 from softness.io import atomic_h5, check_finite, open_input, require
 
 log = logging.getLogger(__name__)
-
-SPECIES_NAMES = ("Si", "O")
 
 #: y_lo and y_hi of the parameter choice are these quantiles of y (and 1 minus it).
 TAIL_QUANTILE = 0.005
@@ -227,7 +231,15 @@ def _chunk_rows(dset) -> int:
     return max(1, classifier.CHUNK_BYTES // max(per_row, 1))
 
 
-def feature_moments(dset, species, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _n_species(species, n_species=None) -> int:
+    """``n_species`` if given, else one more than the largest species number."""
+    if n_species is not None:
+        return int(n_species)
+    species = np.asarray(species)
+    return int(species.max()) + 1 if species.size else 0
+
+
+def feature_moments(dset, species, where: str, n_species: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of every feature over every atom and frame, per species (streamed).
 
     Chunks are merged with the pairwise update of Chan, Golub and LeVeque (Am. Stat. 37, 242
@@ -235,19 +247,21 @@ def feature_moments(dset, species, where: str) -> tuple[np.ndarray, np.ndarray]:
 
     Args:
       dset: [R, N, F] features; species: [N]; where: the file named if a value is not finite.
+      n_species: number of species S (default: one more than the largest species number).
 
     Returns:
-      mean, std: [2, F] (ddof 0; NaN for a species without atoms).
+      mean, std: [S, F] (ddof 0; NaN for a species without atoms).
     """
     species = np.asarray(species)
+    n_sp = _n_species(species, n_species)
     n_feat = dset.shape[2]
-    n = np.zeros(2)
-    mean, m2 = np.zeros((2, n_feat)), np.zeros((2, n_feat))
+    n = np.zeros(n_sp)
+    mean, m2 = np.zeros((n_sp, n_feat)), np.zeros((n_sp, n_feat))
     step = _chunk_rows(dset)
     for r0 in range(0, dset.shape[0], step):
         x = np.asarray(dset[r0:r0 + step], dtype=np.float64)
         check_finite("features", x, f"{where} (frames {r0}-{r0 + len(x) - 1})")
-        for s in range(2):
+        for s in range(n_sp):
             xs = x[:, species == s].reshape(-1, n_feat)
             if not xs.shape[0]:
                 continue
@@ -265,7 +279,7 @@ def projection(dset, species, u, mean, scale, where: str) -> np.ndarray:
     """u . x_std of every atom in every frame, x_std = (x - mean) / scale of the atom's species.
 
     Args:
-      dset: [R, N, F] features; species: [N]; u, mean, scale: [2, F]; where: the file named in errors.
+      dset: [R, N, F] features; species: [N]; u, mean, scale: [S, F]; where: the file named in errors.
 
     Returns:
       [R, N] float64.
@@ -276,13 +290,15 @@ def projection(dset, species, u, mean, scale, where: str) -> np.ndarray:
     return classifier.plane_values_over_frames(dset, coef, offset, where)
 
 
-def random_directions(n_features: int, rng) -> np.ndarray:
-    """Two independent unit vectors, uniform on the sphere of the standardised features: [2, F]."""
-    u = rng.normal(size=(2, n_features))
+def random_directions(n_features: int, rng, n_species: int = 2) -> np.ndarray:
+    """One independent unit vector per species, uniform on the sphere of the standardised features:
+    [n_species, F]."""
+    u = rng.normal(size=(n_species, n_features))
     return u / np.linalg.norm(u, axis=1, keepdims=True)
 
 
-def window_correlation(y, species, stride: int, window_frames: int) -> np.ndarray:
+def window_correlation(y, species, stride: int, window_frames: int,
+                       n_species: int | None = None) -> np.ndarray:
     """How much y stays the same over a P_R window: the mean, over the W frames of a window, of
     the Pearson correlation of y at the window's start with the y whose P governs that frame.
 
@@ -294,14 +310,16 @@ def window_correlation(y, species, stride: int, window_frames: int) -> np.ndarra
     Args:
       y: [R, N] planted coordinate at the feature frames; species: [N].
       stride: trajectory frames between feature frames; window_frames: W.
+      n_species: number of species S (default: one more than the largest species number).
 
     Returns:
-      [2] factors (NaN for a species without atoms or a run shorter than a window).
+      [S] factors (NaN for a species without atoms or a run shorter than a window).
     """
     species = np.asarray(species)
     lags = np.arange(int(window_frames)) // max(int(stride), 1)
-    out = np.full(2, np.nan)
-    for s in range(2):
+    n_sp = _n_species(species, n_species)
+    out = np.full(n_sp, np.nan)
+    for s in range(n_sp):
         ys = np.asarray(y, dtype=np.float64)[:, species == s]
         if not ys.size or lags[-1] >= ys.shape[0] - 1:
             continue
@@ -310,45 +328,62 @@ def window_correlation(y, species, stride: int, window_frames: int) -> np.ndarra
     return out
 
 
-def tail_range(y, species) -> np.ndarray:
-    """Per species, the TAIL_QUANTILE and 1 - TAIL_QUANTILE quantiles of y [R, N]: [2, 2]."""
+def tail_range(y, species, n_species: int | None = None) -> np.ndarray:
+    """Per species, the TAIL_QUANTILE and 1 - TAIL_QUANTILE quantiles of y [R, N]: [S, 2]."""
     species = np.asarray(species)
-    return np.array([np.quantile(y[:, species == s], [TAIL_QUANTILE, 1 - TAIL_QUANTILE]) for s in range(2)])
+    return np.array([np.quantile(y[:, species == s], [TAIL_QUANTILE, 1 - TAIL_QUANTILE])
+                     for s in range(_n_species(species, n_species))])
 
 
 # ---------------------------------------------------------------------------- products
 
+def species_thresholds(cfg: dict, key: str, species_names, source) -> np.ndarray:
+    """The per-species threshold ``hops.<key>`` (a mapping keyed by species name) in the order of
+    ``species_names``; a species without a value is refused in one sentence naming ``source``."""
+    values = cfg["hops"][key]
+    for name in species_names:
+        if not isinstance(values, Mapping) or name not in values:
+            raise SoftnessError(f"config key 'hops.{key}' has no value for species '{name}' of features file "
+                                f"{source}.")
+    return np.array([values[name] for name in species_names], dtype=np.float64)
+
+
 def write_planted_hops(cfg: dict, out, events, frames, time_fs, species, temperature_K: float,
-                       params: list, source) -> dict:
+                       params: list, source, *, species_names, system=None) -> dict:
     """A hops file (layout of :func:`softness.hops.hops_file`) from planted events.
 
     Args:
-      cfg: resolved config (uses ``hops``: t_R_fs, t_quiet_fs, p_c_A2, p_quiet_A2).
+      cfg: resolved config (uses ``hops``: t_R_fs, t_quiet_fs, p_c_A2, p_quiet_A2; the
+        thresholds looked up by ``species_names``).
       out: the file to write.
       events: [G, N] int8 planted events; frames, time_fs: [G]; species: [N].
       temperature_K: T.
       params: per species the plant (:func:`plant_parameters`), recorded as attributes.
       source: the features file the plant was drawn on.
+      species_names: the name of each species number (the features file's), stored.
+      system: the features file's root attribute ``system`` (None: none), stored.
 
     Returns:
       The event statistics of :func:`softness.hops.event_statistics`.
     """
     hcfg = cfg["hops"]
+    names = tuple(str(n) for n in species_names)
     dt = hops.frame_interval_fs(time_fs, f"features file {source}")
     h = hops.half_window_frames(hcfg["t_R_fs"], dt, "hops.t_R_fs")
     q = hops.half_window_frames(hcfg["t_quiet_fs"], dt, "hops.t_quiet_fs")
-    p_c = np.array([hcfg["p_c_A2"][name] for name in SPECIES_NAMES], dtype=np.float64)
-    p_quiet = np.array([hcfg["p_quiet_A2"][name] for name in SPECIES_NAMES], dtype=np.float64)
+    p_c = species_thresholds(cfg, "p_c_A2", names, source)
+    p_quiet = species_thresholds(cfg, "p_quiet_A2", names, source)
     # Placeholder p_hop, so that the labels come from the same code as on real data: above p_c
     # exactly at the events, below p_quiet elsewhere.
     p = np.where(events == hops.EVENT, 2.0 * p_c[species], 0.5 * p_quiet[species])
     labels = hops.rearrangement_labels(p, species, p_c, p_quiet, q)
-    stats = hops.event_statistics(events, species, dt, h)
+    stats = hops.event_statistics(events, species, dt, h, n_species=len(names))
     with atomic_h5(out, "planted_hops", cfg) as f:
         hops.write_hops_datasets(f, p_hop_values=p, labels=labels, events=events, stats=stats,
                                  species=species, frames=frames, step=np.asarray(frames, np.int64),
                                  time_fs=time_fs, p_c=p_c, p_quiet=p_quiet, dt_fs=dt, half_window=h,
-                                 quiet_half_window=q, temperature_K=float(temperature_K), source=source)
+                                 quiet_half_window=q, temperature_K=float(temperature_K), source=source,
+                                 species_names=names, system=system)
         f.attrs["planted"] = PLANT_DEFINITION
         for key in ("E0_K", "e_K", "Sigma", "c_K2", "T_mid_K"):
             f.attrs[f"planted_{key}"] = np.array([pp[key] for pp in params])
@@ -361,19 +396,24 @@ def write_planted_hops(cfg: dict, out, events, frames, time_fs, species, tempera
 
 
 def write_oracle_softness(cfg: dict, out, y, frames, time_fs, species, temperature_K: float,
-                          T_train_K: float, source) -> None:
-    """A softness file (layout of :func:`softness.classifier.apply_file`) whose softness is the planted y."""
+                          T_train_K: float, source, *, species_names, system=None) -> None:
+    """A softness file (layout of :func:`softness.classifier.apply_file`) whose softness is the planted y.
+
+    ``species_names`` (the features file's) and ``system`` (its root attribute, None: none) are stored.
+    """
     with atomic_h5(out, "planted_oracle", cfg) as f:
         f.attrs["temperature_K"] = float(temperature_K)
         f.attrs["T_train_K"] = float(T_train_K)
-        f.attrs["softness_scale"] = np.ones(2)
+        f.attrs["softness_scale"] = np.ones(len(species_names))
+        if system is not None:
+            f.attrs["system"] = str(system)
         f.attrs["softness_definition"] = "the planted coordinate y (zero mean, unit variance at T_train)"
         f.attrs["features_source"] = str(source)
         f["softness"] = np.asarray(y, np.float32)
         f["frames"] = np.asarray(frames, np.int64)
         f["time_fs"] = np.asarray(time_fs, np.float64)
         f["species"] = np.asarray(species)
-        f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+        f["species_names"] = classifier.names_dataset(species_names)
 
 
 # ---------------------------------------------------------------------------- recovery
@@ -383,22 +423,23 @@ def recovery(r: dict, planted: dict) -> dict:
 
     Args:
       r: output of :func:`softness.arrhenius.analyse` (``lines/*``, ``bin_fit/*``).
-      planted: [2] arrays ``e0_K``, ``e1_K``, ``Sigma0`` in the units of the analysed softness.
+      planted: [S] arrays ``e0_K``, ``e1_K``, ``Sigma0`` in the units of the analysed softness.
 
     Returns:
-      dict: for each of :data:`QUANTITIES` a dict of [2] arrays ``planted``, ``recovered``,
+      dict: for each of :data:`QUANTITIES` a dict of [S] arrays ``planted``, ``recovered``,
       ``error`` and ``pull`` = (recovered - planted) / error; ``T0_K`` and ``T0_K_err``;
-      ``n_bins_fitted``, ``n_bins_in_lines``, ``n_bins_curved`` [2]; and per bin [2, B]
+      ``n_bins_fitted``, ``n_bins_in_lines``, ``n_bins_curved`` [S]; and per bin [S, B]
       ``fitted``, ``curved``, ``curvature_c_K2`` and its ``_err``.
     """
-    e1, s1, cov = r["lines/e1_K"], r["lines/Sigma1"], r["lines/cov"]
+    e1, s1, cov = (np.asarray(r[k], dtype=np.float64) for k in ("lines/e1_K", "lines/Sigma1", "lines/cov"))
     inv_t0 = s1 / e1
-    grad = np.stack([np.zeros(2), -s1 / e1**2, np.zeros(2), 1.0 / e1], axis=1)
+    zero = np.zeros(e1.shape)
+    grad = np.stack([zero, -s1 / e1**2, zero, 1.0 / e1], axis=1)
     inv_t0_err = np.sqrt(np.einsum("si,sij,sj->s", grad, cov, grad))
     rows = {
         "e1_K": (planted["e1_K"], e1, r["lines/e1_K_err"]),
-        "Sigma1": (np.zeros(2), s1, r["lines/Sigma1_err"]),
-        "inv_T0_per_K": (np.zeros(2), inv_t0, inv_t0_err),
+        "Sigma1": (zero, s1, r["lines/Sigma1_err"]),
+        "inv_T0_per_K": (zero, inv_t0, inv_t0_err),
         "e0_K": (planted["e0_K"], r["lines/e0_K"], r["lines/e0_K_err"]),
         "Sigma0": (planted["Sigma0"], r["lines/Sigma0"], r["lines/Sigma0_err"]),
     }
@@ -424,7 +465,7 @@ def learned_alignment(model: classifier.SoftnessModel, u, mean, scale) -> np.nda
     (as :func:`softness.classifier.normals_in_standardisation`).
 
     Returns:
-      [2] cosines.
+      [S] cosines.
     """
     w = model.weights * scale / model.scale
     return np.sum(w * u, axis=1) / (np.linalg.norm(w, axis=1) * np.linalg.norm(u, axis=1))
@@ -453,6 +494,26 @@ def _features(path):
     return f
 
 
+def _species_and_system(feats) -> tuple[tuple, str | None]:
+    """The species names every features file names (the same in all) and their ``system`` attribute."""
+    names, first, systems_ = None, None, {}
+    for _, path in feats:
+        with _features(path) as ff:
+            these = classifier.species_names_of(ff, "features", path)
+            system = classifier.system_of(ff)
+        if names is None:
+            names, first = these, path
+        else:
+            classifier.same_species(these, names, f"features file {path}", f"features file {first}")
+        if system is not None:
+            systems_.setdefault(system, path)
+    if len(systems_) > 1:
+        (a, pa), (b, pb) = list(systems_.items())[:2]
+        raise SoftnessError(f"features file {pb} comes from system '{b}' but {pa} from '{a}'; plant on one "
+                            "system at a time.")
+    return names, next(iter(systems_), None)
+
+
 def _read_coordinates(features, u, mean, scale) -> dict:
     """Species, frames, times and u . x_std of one features file."""
     with _features(features) as ff:
@@ -462,22 +523,25 @@ def _read_coordinates(features, u, mean, scale) -> dict:
     return out
 
 
-def _plant_direction(features_train, model, rng):
-    """u, mean, scale [2, F] and a description of the direction."""
+def _plant_direction(features_train, model, rng, species_names):
+    """u, mean, scale [S, F] and a description of the direction."""
     with _features(features_train) as ff:
         species = ff["species"][()].astype(np.int64)
         if model is not None:
             m = classifier.load_model(model)
             classifier.check_compatible(m, ff["feature_names"][()], classifier.read_grid(ff), features_train,
-                                        f"model {model}")
+                                        f"model {model}", species_names)
             u = m.weights / np.linalg.norm(m.weights, axis=1, keepdims=True)
             return u, m.mean, m.scale, f"the normal of model {model}"
-        mean, std = feature_moments(ff["features"], species, f"features file {features_train}")
-    if not np.all(np.isfinite(mean)):
-        raise SoftnessError(f"features file {features_train} lacks atoms of one species; the plant needs "
-                            "both.")
+        mean, std = feature_moments(ff["features"], species, f"features file {features_train}",
+                                    len(species_names))
+    missing = [name for name, row in zip(species_names, mean, strict=True) if not np.all(np.isfinite(row))]
+    if missing:
+        raise SoftnessError(f"features file {features_train} has no {missing[0]} atoms; the plant needs "
+                            f"atoms of every species it names ({', '.join(species_names)}).")
     scale = np.maximum(std, classifier.MIN_FEATURE_SCALE)
-    return random_directions(mean.shape[1], rng), mean, scale, "random (seeded), standardised at T_train"
+    return (random_directions(mean.shape[1], rng, len(species_names)), mean, scale,
+            "random (seeded), standardised at T_train")
 
 
 def _coordinates(feats, u, mean, scale, k_train: int) -> tuple[list, np.ndarray, np.ndarray]:
@@ -485,12 +549,12 @@ def _coordinates(feats, u, mean, scale, k_train: int) -> tuple[list, np.ndarray,
 
     Returns:
       per temperature a dict (``species``, ``frames``, ``time_fs``, ``y`` [R, N]); y_shift and
-      y_scale [2] (y = (u . x_std - y_shift) / y_scale).
+      y_scale [S] (y = (u . x_std - y_shift) / y_scale).
     """
     coords = [_read_coordinates(p, u, mean, scale) for _, p in feats]
     species, z = coords[k_train]["species"], coords[k_train]["z"]
-    y_shift = np.array([z[:, species == s].mean() for s in range(2)])
-    y_scale = np.array([z[:, species == s].std() for s in range(2)])
+    y_shift = np.array([z[:, species == s].mean() for s in range(len(u))])
+    y_scale = np.array([z[:, species == s].std() for s in range(len(u))])
     if not np.all(y_scale > 0):
         raise SoftnessError(f"the planted coordinate does not vary over features file {feats[k_train][1]}; "
                             "the features carry no structure along the planted direction.")
@@ -500,19 +564,21 @@ def _coordinates(feats, u, mean, scale, k_train: int) -> tuple[list, np.ndarray,
 
 
 def _plant_temperature(cfg: dict, work: Path, t: float, path, c: dict, params: list, t_train: float,
-                       rng) -> dict:
+                       rng, species_names, system=None) -> dict:
     """Draw one temperature's events, write its planted hops file and its oracle softness file.
 
     Args:
       cfg: resolved config; work: the work directory; t, path: temperature and features file.
       c: its coordinates (:func:`_coordinates`); params: per species the plant.
       t_train: T_train; rng: numpy Generator of the events.
+      species_names, system: the features files' species names and ``system`` attribute.
 
     Returns:
       dict with ``hops`` and ``oracle`` (paths), ``stride`` (trajectory frames between feature
-      frames), ``window_frames``, ``mean_P`` [2], ``n_events`` [2], ``n_capped`` and ``n`` [2]
+      frames), ``window_frames``, ``mean_P`` [S], ``n_events`` [S], ``n_capped`` and ``n`` [S]
       (atom-frames whose exp(ln P) exceeded 1, of all).
     """
+    n_sp = len(species_names)
     species, y = c["species"], c["y"]
     if c["frames"].size < 2:
         raise SoftnessError(f"features file {path} has a single frame; the planted events need two or "
@@ -524,11 +590,11 @@ def _plant_temperature(cfg: dict, work: Path, t: float, path, c: dict, params: l
         log.warning("features file %s: feature frames every %g fs, closer than the P_R window %g fs; a "
                     "planted window then spans several structures (see window_y_correlation and the oracle "
                     "run).", path, stride * dt, window * dt)
-    out = {"stride": stride, "window_frames": window, "mean_P": np.zeros(2), "n_capped": np.zeros(2),
-           "n": np.zeros(2), "hops": work / f"hops_planted_{t:g}.h5",
+    out = {"stride": stride, "window_frames": window, "mean_P": np.zeros(n_sp), "n_capped": np.zeros(n_sp),
+           "n": np.zeros(n_sp), "hops": work / f"hops_planted_{t:g}.h5",
            "oracle": work / f"softness_oracle_{t:g}.h5"}
     p_atoms = np.empty_like(y)
-    for s in range(2):
+    for s in range(n_sp):
         mine = species == s
         ln_p = ln_probability(y[:, mine], t, params[s])
         p_atoms[:, mine] = np.exp(np.minimum(ln_p, 0.0))
@@ -537,10 +603,12 @@ def _plant_temperature(cfg: dict, work: Path, t: float, path, c: dict, params: l
     frames, events = planted_events(p_atoms, c["frames"], window, rng)
     time_fs = c["time_fs"][0] + (frames - frames[0]) * dt
     out["n_events"] = write_planted_hops(cfg, out["hops"], events, frames, time_fs, species, t, params,
-                                         path)["n_events"]
-    write_oracle_softness(cfg, out["oracle"], y, c["frames"], c["time_fs"], species, t, t_train, path)
-    log.info("%g K: planted mean P within %g fs: Si %.3g, O %.3g; %d / %d events", t, window * dt,
-             *out["mean_P"], *out["n_events"])
+                                         path, species_names=species_names, system=system)["n_events"]
+    write_oracle_softness(cfg, out["oracle"], y, c["frames"], c["time_fs"], species, t, t_train, path,
+                          species_names=species_names, system=system)
+    log.info("%g K: planted mean P within %g fs: %s", t, window * dt,
+             ", ".join(f"{name} {p:.3g} ({n} events)" for name, p, n in
+                       zip(species_names, out["mean_P"], out["n_events"], strict=True)))
     return out
 
 
@@ -549,9 +617,10 @@ def _alignment(softness_train, y_train, species, e_planted) -> dict:
     with open_input(softness_train, "softness") as f:
         require(f, "softness", what="softness")
         s_train = f["softness"][()].astype(np.float64)
-    s_mean = np.array([s_train[:, species == s].mean() for s in range(2)])
+    n_sp = len(e_planted)
+    s_mean = np.array([s_train[:, species == s].mean() for s in range(n_sp)])
     pearson = np.array([np.corrcoef(s_train[:, species == s].ravel(),
-                                    y_train[:, species == s].ravel())[0, 1] for s in range(2)])
+                                    y_train[:, species == s].ravel())[0, 1] for s in range(n_sp)])
     return {"pearson_S_y": pearson, "S_mean_T_train": s_mean, "e1_expected_misaligned_K": e_planted * pearson}
 
 
@@ -569,17 +638,18 @@ def planted_barrier_test(cfg: dict, features, dynamics, work, *, model=None, see
       model: optional model file whose normal is the planted direction; None: a random one.
       seed: seed of the direction and the events (None: the config's ``seed``).
       P_min, P_max, softness_share, curvature_lnP: the plant (:func:`plant_parameters`).
-      E0_K, e_K, Sigma: the barrier itself (all three, the same for both species) instead of
+      E0_K, e_K, Sigma: the barrier itself (all three, the same for every species) instead of
         deriving it; c still follows from ``curvature_lnP``.
 
     Returns:
-      dict with ``temperature_K`` [T], ``T_train_K``; ``planted`` (per species ``E0_K``, ``e_K``,
-      ``Sigma``, ``c_K2``, ``T_mid_K`` [2], ``u``, ``mean``, ``scale`` [2, F], ``y_shift``,
-      ``y_scale`` [2] (y = (u . x_std - y_shift) / y_scale), ``y_range`` [2, 2], ``mean_P``,
-      ``n_events`` [2, T], ``fraction_capped`` [2], ``window_frames`` [T], ``window_y_correlation``
-      [2] (:func:`window_correlation` at T_train), ``direction`` (text) and the options);
+      dict with ``temperature_K`` [T], ``T_train_K``, ``species_names`` (the features files', S
+      of them) and ``system`` (their root attribute, or None); ``planted`` (per species ``E0_K``,
+      ``e_K``, ``Sigma``, ``c_K2``, ``T_mid_K`` [S], ``u``, ``mean``, ``scale`` [S, F], ``y_shift``,
+      ``y_scale`` [S] (y = (u . x_std - y_shift) / y_scale), ``y_range`` [S, 2], ``mean_P``,
+      ``n_events`` [S, T], ``fraction_capped`` [S], ``window_frames`` [T], ``window_y_correlation``
+      [S] (:func:`window_correlation` at T_train), ``direction`` (text) and the options);
       ``alignment`` (``cosine``, ``pearson_S_y``, ``S_mean_T_train``, ``e1_expected_misaligned_K``
-      [2]); ``learned`` and ``oracle`` (:func:`recovery`); ``accuracy`` [2] of the trained model;
+      [S]); ``learned`` and ``oracle`` (:func:`recovery`); ``accuracy`` [S] of the trained model;
       ``files`` (the work files).
     """
     from softness.config import training_temperature
@@ -601,27 +671,29 @@ def planted_barrier_test(cfg: dict, features, dynamics, work, *, model=None, see
                             f"the files are at {temps.tolist()} K.")
     k_train = int(np.flatnonzero(np.isclose(temps, t_train))[0])
     features_train = feats[k_train][1]
+    names, system = _species_and_system(feats)
+    n_sp = len(names)
     u, mean, scale, direction = _plant_direction(features_train, model,
-                                                 np.random.default_rng([seed, _SEED_SALT, 0]))
+                                                 np.random.default_rng([seed, _SEED_SALT, 0]), names)
     coords, y_shift, y_scale = _coordinates(feats, u, mean, scale, k_train)
-    ranges = np.stack([tail_range(c["y"], c["species"]) for c in coords])  # [T, 2, 2]
+    ranges = np.stack([tail_range(c["y"], c["species"], n_sp) for c in coords])  # [T, S, 2]
     y_range = np.stack([ranges[:, :, 0].min(axis=0), ranges[:, :, 1].max(axis=0)], axis=1)
     if all(explicit):
         given = {"E0_K": float(E0_K), "e_K": float(e_K), "Sigma": float(Sigma),
                  "c_K2": curvature_coefficient(temps, curvature_lnP),
                  "T_mid_K": float(2.0 / (1.0 / temps.min() + 1.0 / temps.max()))}
-        params = [dict(given), dict(given)]
+        params = [dict(given) for _ in range(n_sp)]
     else:
         options = {"P_min": P_min, "P_max": P_max, "softness_share": softness_share,
                    "curvature_lnP": curvature_lnP}
-        params = [plant_parameters(temps, *y_range[s], **options) for s in range(2)]
+        params = [plant_parameters(temps, *y_range[s], **options) for s in range(n_sp)]
     for s, pp in enumerate(params):
         log.info("%s: planted ln P = %.4g - (%.5g - %.5g y) / T + %.4g (1/T - 1/%.5g)^2 (E0 = %.3f eV, "
-                 "e = %.3f eV per unit y), y in [%.3g, %.3g] (%g-%g %% quantiles)", SPECIES_NAMES[s],
+                 "e = %.3f eV per unit y), y in [%.3g, %.3g] (%g-%g %% quantiles)", names[s],
                  pp["Sigma"], pp["E0_K"], pp["e_K"], pp["c_K2"], pp["T_mid_K"], arrhenius.k_to_eV(pp["E0_K"]),
                  arrhenius.k_to_eV(pp["e_K"]), *y_range[s], 100 * TAIL_QUANTILE, 100 * (1 - TAIL_QUANTILE))
     planted_t = [_plant_temperature(cfg, work, t, path, c, params, t_train,
-                                    np.random.default_rng([seed, _SEED_SALT, 1, k]))
+                                    np.random.default_rng([seed, _SEED_SALT, 1, k]), names, system)
                  for k, ((t, path), c) in enumerate(zip(feats, coords, strict=True))]
     files = {"hops": [x["hops"] for x in planted_t], "oracle": [x["oracle"] for x in planted_t],
              "model": work / "model_planted.h5",
@@ -649,11 +721,12 @@ def planted_barrier_test(cfg: dict, features, dynamics, work, *, model=None, see
         "window_frames": np.array([x["window_frames"] for x in planted_t]),
         "window_y_correlation": window_correlation(coords[k_train]["y"], coords[k_train]["species"],
                                                    planted_t[k_train]["stride"],
-                                                   planted_t[k_train]["window_frames"]),
+                                                   planted_t[k_train]["window_frames"], n_sp),
         "direction": direction, "seed": seed, "curvature_lnP": float(curvature_lnP),
         "P_bounds": np.array([P_min, P_max]), "softness_share": float(softness_share)})
     res = {
-        "temperature_K": temps, "T_train_K": float(t_train), "planted": plant, "alignment": alignment,
+        "temperature_K": temps, "T_train_K": float(t_train), "species_names": names, "system": system,
+        "planted": plant, "alignment": alignment,
         "learned": recovery(r_learned, {"e1_K": e_planted, "Sigma0": sigma_planted,
                                         "e0_K": e0_planted + e_planted * alignment["S_mean_T_train"]}),
         "oracle": recovery(r_oracle, {"e1_K": e_planted, "e0_K": e0_planted, "Sigma0": sigma_planted}),
@@ -665,7 +738,7 @@ def planted_barrier_test(cfg: dict, features, dynamics, work, *, model=None, see
 
 
 def _log_recovery(res: dict) -> None:
-    for s, name in enumerate(SPECIES_NAMES):
+    for s, name in enumerate(res["species_names"]):
         a = res["alignment"]
         log.info("%s: learned normal vs planted direction: cosine %.3f, Pearson r(S, y) %.3f at T_train; "
                  "y over a P_R window correlates %.3f with its start", name, a["cosine"][s],
@@ -700,7 +773,7 @@ def summary(res: dict) -> dict:
     out = {"temperatures_K": res["temperature_K"], "T_train_K": res["T_train_K"],
            "direction": res["planted"]["direction"], "curvature_lnP": res["planted"]["curvature_lnP"],
            "species": {}}
-    for s, name in enumerate(SPECIES_NAMES):
+    for s, name in enumerate(res["species_names"]):
         sp = {"planted": {k: res["planted"][k][s] for k in ("E0_K", "e_K", "Sigma", "c_K2", "T_mid_K",
                                                             "window_y_correlation")},
               "alignment": {k: v[s] for k, v in res["alignment"].items()},
@@ -727,7 +800,9 @@ def write_report(f, res: dict) -> None:
     f.attrs["softness_share"] = res["planted"]["softness_share"]
     f.attrs["P_bounds"] = res["planted"]["P_bounds"]
     f.attrs["energy_units"] = "energies as E/k_B in K (*_K), per unit of the softness (S or y) for slopes"
-    f["species_names"] = np.array(SPECIES_NAMES, dtype="S")
+    if res.get("system") is not None:
+        f.attrs["system"] = res["system"]
+    f["species_names"] = classifier.names_dataset(res["species_names"])
     f["temperature_K"] = res["temperature_K"]
     f["temperature_K"].attrs["unit"] = "K"
     g = f.create_group("planted")

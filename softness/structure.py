@@ -4,13 +4,17 @@ Definitions (Behler and Parrinello, PRL 98, 146401 (2007); as used for softness 
 PRL 114, 108001 (2015), Schoenholz et al., Nat. Phys. 12, 469 (2016) and, for silica, Cubuk, Liu,
 Kaxiras and Schoenholz, arXiv:2008.09681). For an atom i, with R_ij the minimum-image distance:
 
-* radial, one per neighbour species X in (Si, O) and centre r::
+The species and their names come from the trajectory (e.g. Si and O for silica, A and B for
+the Kob-Andersen liquid); any number of species works.
+
+* radial, one per neighbour species X and centre r::
 
       G_X(i; r, delta) = sum_{j != i, s_j = X, R_ij < r_c} exp(-(R_ij - r)^2 / (2 delta^2))
 
   (delta is a standard deviation: the factor is 2 delta^2, not delta^2);
 
-* angular, one per unordered species pair XY in (SiSi, SiO, OO) and triple (xi, lambda, zeta)::
+* angular, one per unordered species pair XY (for silica SiSi, SiO, OO) and triple
+  (xi, lambda, zeta)::
 
       Psi_XY(i; xi, lambda, zeta) = sum_{unordered pairs {j, k}, j != k, {s_j, s_k} = {X, Y},
                                          R_ij < r_c, R_ik < r_c}
@@ -35,10 +39,12 @@ triple. Memory is O(chunk (N + K^2)) whatever the number of atoms and frames; th
 O(N^2 / chunk) distance evaluations plus O(N K^2) for the angular part per frame. Everything
 is plain ``jax.numpy`` and runs unchanged on a GPU.
 
-Feature layout: the radial block (species Si, then O; centres in increasing r), then the
-angular block (pairs SiSi, SiO, OO; triples in config order). :class:`StructureGrid` holds the
-grid, names the features, and is written to and read back from the features file, so that a
-model trained on one grid can refuse another.
+Feature layout, for n species named s_0 ... s_{n-1} (species number order): the radial block
+(species s_0, s_1, ...; centres in increasing r), then the angular block (unordered pairs
+(a, b), a <= b, in the order s_0 s_0, s_0 s_1, ..., s_0 s_{n-1}, s_1 s_1, ...; triples in config
+order). For silica that is G_Si, G_O, then Psi_SiSi, Psi_SiO, Psi_OO. :class:`StructureGrid`
+holds the grid and the species names, names the features, and is written to and read back from
+the features file, so that a model trained on one grid can refuse another.
 """
 
 from __future__ import annotations
@@ -57,11 +63,9 @@ import numpy as np
 
 from softness.errors import SoftnessError
 from softness.io import atomic_h5, check_finite, open_input, require
-from softness.trajectory import count_frames, read_trajectory
+from softness.trajectory import count_frames, read_species_names, read_trajectory
 
 log = logging.getLogger(__name__)
-
-SPECIES_NAMES = ("Si", "O")
 
 RADIAL_CONVENTION = "G_X(i; r, delta) = sum_{j: s_j = X, R_ij < r_c} exp(-(R_ij - r)^2 / (2 delta^2))"
 ANGULAR_CONVENTION = (
@@ -70,13 +74,18 @@ ANGULAR_CONVENTION = (
     "exp(-(R_ij^2 + R_ik^2 + R_jk^2) / xi^2) (1 + lambda cos theta_jik)^zeta")
 
 
-def species_pairs(n_species: int = 2) -> list[tuple[int, int]]:
-    """Unordered species pairs (a, b), a <= b, in feature order: SiSi, SiO, OO."""
+def species_pairs(n_species: int) -> list[tuple[int, int]]:
+    """Unordered species pairs (a, b), a <= b, in feature order (for two species: 00, 01, 11)."""
     return [(a, b) for a in range(n_species) for b in range(a, n_species)]
 
 
-def _pair_name(a: int, b: int) -> str:
-    return SPECIES_NAMES[a] + SPECIES_NAMES[b]
+def pair_names(species_names) -> list[str]:
+    """The names of the unordered species pairs in feature order, e.g. ``SiSi, SiO, OO``."""
+    return [species_names[a] + species_names[b] for a, b in species_pairs(len(species_names))]
+
+
+def _decode(values) -> tuple[str, ...]:
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values))
 
 
 def _fmt(x: float) -> str:
@@ -88,13 +97,15 @@ def _fmt(x: float) -> str:
 
 @dataclass(frozen=True)
 class StructureGrid:
-    """The complete definition of the features: centres, widths, angular triples, cutoff.
+    """The complete definition of the features: species, centres, widths, angular triples, cutoff.
 
     Attributes:
       radial_r_A: centres r of the radial functions (Angstrom), per neighbour species.
       radial_width_A: Gaussian width delta of each centre (Angstrom), same length.
       angular_xi_A, angular_lambda, angular_zeta: the angular triples, per species pair.
       cutoff_A: hard cutoff r_c on R_ij and R_ik (Angstrom).
+      species_names: the name of each species number, as the trajectory gives them (e.g.
+        ``("Si", "O")``); their number sets the number of radial and angular blocks.
     """
 
     radial_r_A: tuple
@@ -103,11 +114,27 @@ class StructureGrid:
     angular_lambda: tuple
     angular_zeta: tuple
     cutoff_A: float
+    species_names: tuple
 
     def __post_init__(self):
         for name in ("radial_r_A", "radial_width_A", "angular_xi_A", "angular_lambda", "angular_zeta"):
             object.__setattr__(self, name, tuple(float(v) for v in np.atleast_1d(getattr(self, name))))
         object.__setattr__(self, "cutoff_A", float(self.cutoff_A))
+        if isinstance(self.species_names, (str, bytes)):
+            raise SoftnessError(f"species_names must be a sequence of names, not the string "
+                                f"{self.species_names!r}.")
+        object.__setattr__(self, "species_names", _decode(self.species_names))
+        species = self.species_names
+        if len(species) == 0:
+            raise SoftnessError("the structure-function grid names no species.")
+        if any(not s or s != s.strip() for s in species):
+            raise SoftnessError(f"species names must be non-empty without surrounding blanks, got {species}.")
+        if len(set(species)) != len(species):
+            raise SoftnessError(f"species names must differ from one another, got {species}.")
+        pairs = pair_names(species)
+        if len(set(pairs)) != len(pairs):
+            raise SoftnessError(f"the species names {species} give the same pair name to two species pairs "
+                                f"({', '.join(pairs)}); rename the species.")
         r, w = np.array(self.radial_r_A), np.array(self.radial_width_A)
         xi, lam = np.array(self.angular_xi_A), np.array(self.angular_lambda)
         zeta = np.array(self.angular_zeta)
@@ -138,12 +165,22 @@ class StructureGrid:
                 "features.cutoff_A or lower features.radial_r_max_A.")
 
     @classmethod
-    def from_config(cls, cfg: dict) -> StructureGrid:
-        """The grid of a resolved config (its ``features`` section).
+    def from_config(cls, cfg: dict, species_names=None) -> StructureGrid:
+        """The grid of a resolved config (its ``features`` section) for the given species.
 
         Radial centres run from ``radial_r_min_A`` to ``radial_r_max_A`` (included when it
         falls on the grid) in steps of ``radial_dr_A``, all with width ``radial_width_A``.
+
+        Args:
+          cfg: resolved config.
+          species_names: the species of the data, indexed by species number (the stages pass
+            those of the trajectory). Default: those of the system the config names
+            (:func:`softness.systems.of_config`).
         """
+        if species_names is None:
+            from softness import systems
+
+            species_names = systems.of_config(cfg).SPECIES_NAMES
         f = cfg["features"]
         r_min, r_max, dr = f["radial_r_min_A"], f["radial_r_max_A"], f["radial_dr_A"]
         if dr <= 0 or r_max < r_min:
@@ -158,6 +195,7 @@ class StructureGrid:
             angular_lambda=[a["lambda"] for a in ang],
             angular_zeta=[a["zeta"] for a in ang],
             cutoff_A=f["cutoff_A"],
+            species_names=species_names,
         )
         tail = max(ri + 3 * wi for ri, wi in zip(grid.radial_r_A, grid.radial_width_A, strict=True))
         if tail > grid.cutoff_A:
@@ -176,9 +214,22 @@ class StructureGrid:
         return len(self.angular_xi_A)
 
     @property
+    def n_species(self) -> int:
+        """Number of species (radial blocks)."""
+        return len(self.species_names)
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of unordered species pairs (angular blocks)."""
+        return self.n_species * (self.n_species + 1) // 2
+
+    @property
     def n_features(self) -> int:
-        n_s = len(SPECIES_NAMES)
-        return n_s * self.n_radial + len(species_pairs(n_s)) * self.n_angular
+        return self.n_species * self.n_radial + self.n_pairs * self.n_angular
+
+    def pair_names(self) -> list[str]:
+        """The species pairs of the angular blocks, in feature order (e.g. ``SiSi, SiO, OO``)."""
+        return pair_names(self.species_names)
 
     def feature_names(self) -> list[str]:
         """Names like ``G_O(r=1.60)`` and ``Psi_SiO(xi=2.0,lambda=1,zeta=1)``, in feature order."""
@@ -186,25 +237,25 @@ class StructureGrid:
         digits = 2
         while len(np.unique(np.round(r, digits))) < len(r) and digits < 10:
             digits += 1
-        names = [f"G_{s}(r={ri:.{digits}f})" for s in SPECIES_NAMES for ri in r]
-        for a, b in species_pairs(len(SPECIES_NAMES)):
+        names = [f"G_{s}(r={ri:.{digits}f})" for s in self.species_names for ri in r]
+        for pair in self.pair_names():
             for xi, lam, zeta in zip(self.angular_xi_A, self.angular_lambda, self.angular_zeta, strict=True):
                 lam_s = str(int(lam)) if float(lam).is_integer() else _fmt(lam)
                 zeta_s = str(int(zeta)) if float(zeta).is_integer() else _fmt(zeta)
-                names.append(f"Psi_{_pair_name(a, b)}(xi={_fmt(xi)},lambda={lam_s},zeta={zeta_s})")
+                names.append(f"Psi_{pair}(xi={_fmt(xi)},lambda={lam_s},zeta={zeta_s})")
         return names
 
     def write(self, f: h5py.File) -> None:
-        """Store the grid in ``f['grid']`` and ``f.attrs['cutoff_A']``, with the conventions."""
+        """Store the grid in ``f['grid']`` and ``f.attrs['cutoff_A']``, with the conventions; the
+        species are ``grid/radial_species`` (the species names) and ``grid/angular_pair``."""
         g = f.create_group("grid")
         g["radial_r_A"] = np.array(self.radial_r_A)
         g["radial_width_A"] = np.array(self.radial_width_A)
-        g["radial_species"] = np.array(SPECIES_NAMES, dtype=h5py.string_dtype("utf-8"))
+        g["radial_species"] = np.array(self.species_names, dtype=h5py.string_dtype("utf-8"))
         g["angular_xi_A"] = np.array(self.angular_xi_A)
         g["angular_lambda"] = np.array(self.angular_lambda)
         g["angular_zeta"] = np.array(self.angular_zeta)
-        g["angular_pair"] = np.array([_pair_name(a, b) for a, b in species_pairs(len(SPECIES_NAMES))],
-                                     dtype=h5py.string_dtype("utf-8"))
+        g["angular_pair"] = np.array(self.pair_names(), dtype=h5py.string_dtype("utf-8"))
         g.attrs["cutoff_A"] = self.cutoff_A
         g.attrs["radial_convention"] = RADIAL_CONVENTION
         g.attrs["angular_convention"] = ANGULAR_CONVENTION
@@ -216,9 +267,22 @@ class StructureGrid:
         if "grid" not in f:
             raise SoftnessError(f"{f.filename} has no '/grid'; is it a features file?")
         g = f["grid"]
-        return cls(radial_r_A=g["radial_r_A"][()], radial_width_A=g["radial_width_A"][()],
+        if "radial_species" in g:
+            species_names = _decode(g["radial_species"][()])
+        elif "species_names" in f:
+            species_names = _decode(f["species_names"][()])
+        else:
+            raise SoftnessError(f"{f.filename} does not name the species of its grid "
+                                "('/grid/radial_species').")
+        grid = cls(radial_r_A=g["radial_r_A"][()], radial_width_A=g["radial_width_A"][()],
                    angular_xi_A=g["angular_xi_A"][()], angular_lambda=g["angular_lambda"][()],
-                   angular_zeta=g["angular_zeta"][()], cutoff_A=g.attrs.get("cutoff_A", f.attrs["cutoff_A"]))
+                   angular_zeta=g["angular_zeta"][()], cutoff_A=g.attrs.get("cutoff_A", f.attrs["cutoff_A"]),
+                   species_names=species_names)
+        if "angular_pair" in g and list(_decode(g["angular_pair"][()])) != grid.pair_names():
+            raise SoftnessError(f"{f.filename}: '/grid/angular_pair' does not list the pairs of the species "
+                                f"{', '.join(species_names)} in feature order "
+                                f"({', '.join(grid.pair_names())}).")
+        return grid
 
 
 # ---------------------------------------------------------------------------- neighbours
@@ -310,7 +374,7 @@ def radial_structure_functions(radial_r_A, radial_width_A) -> Callable:
 
     Returns:
       ``fn(neighbors) -> [C, n_species * n_r]`` with ``neighbors`` the tuple from
-      :func:`local_environments` (species Si, then O).
+      :func:`local_environments` (one block per species, in species order).
     """
     import jax.numpy as jnp
 
@@ -345,7 +409,8 @@ def angular_structure_functions(angular_xi_A, angular_lambda, angular_zeta, *,
         ``2 min_block`` of them (the result does not depend on it, only the work does).
 
     Returns:
-      ``fn(neighbors) -> [C, n_pairs * n_a]``, pairs SiSi, SiO, OO, triples in the given order.
+      ``fn(neighbors) -> [C, n_pairs * n_a]``, pairs in the order of :func:`species_pairs`
+      (for silica SiSi, SiO, OO), triples in the given order.
     """
     import jax.numpy as jnp
     from jax import lax
@@ -481,7 +546,7 @@ class _Engine:
         self.grid = grid
         self.dtype = dtype
         self.species_np = np.asarray(species, dtype=np.int32)
-        self.n_species = len(SPECIES_NAMES)
+        self.n_species = grid.n_species
         self.available = [max(1, int(np.sum(self.species_np == x))) for x in range(self.n_species)]
         n_sel = len(atoms)
         self.chunk = int(min(chunk_atoms, -(-n_sel // 8) * 8))
@@ -518,7 +583,7 @@ class _Engine:
         while any(int(c) > k for c, k in zip(counts, self.k, strict=True)):
             self.k = tuple(max(k, _slots(int(c), a)) for c, k, a in zip(counts, self.k, self.available,
                                                                            strict=True))
-            log.info("neighbour slots grown to %s", dict(zip(SPECIES_NAMES, self.k, strict=True)))
+            log.info("neighbour slots grown to %s", dict(zip(self.grid.species_names, self.k, strict=True)))
             feats, counts = self._fn()(positions, box, self.species, self.atoms)
             counts = np.asarray(counts)
         return np.asarray(feats)[: self.n_sel]
@@ -550,7 +615,7 @@ def compute_features(grid: StructureGrid, positions, box, species, *, frames=Non
       grid: the feature definition.
       positions: [F, N, 3] or [N, 3] positions (Angstrom), wrapped or not.
       box: [F, 3], [3] or scalar orthorhombic box edges (Angstrom); each edge >= 2 cutoff.
-      species: [N] 0 = Si, 1 = O.
+      species: [N] species numbers, indices into ``grid.species_names``.
       frames: indices into the first axis of ``positions`` (default: all).
       atoms: indices of the central atoms (default: all); every atom is still a neighbour.
       chunk_atoms: central atoms per chunk (memory ~ chunk_atoms (N + K^2) floats).
@@ -569,8 +634,10 @@ def compute_features(grid: StructureGrid, positions, box, species, *, frames=Non
     box = np.broadcast_to(np.asarray(box, dtype=np.float64), (n_frames, 3)) if np.ndim(box) < 2 \
         else np.asarray(box, dtype=np.float64)
     species = np.asarray(species)
-    if species.shape != (n_atoms,) or not np.all(np.isin(species, range(len(SPECIES_NAMES)))):
-        raise SoftnessError(f"species must be [N] = [{n_atoms}] values in {{0, 1}} (0 = Si, 1 = O).")
+    if species.shape != (n_atoms,) or not np.all(np.isin(species, range(grid.n_species))):
+        legend = ", ".join(f"{i} = {s}" for i, s in enumerate(grid.species_names))
+        raise SoftnessError(f"species must be [N] = [{n_atoms}] species numbers of the grid's "
+                            f"{grid.n_species} species ({legend}).")
     frames = np.arange(n_frames) if frames is None else np.asarray(frames, dtype=np.int64).reshape(-1)
     atoms = np.arange(n_atoms) if atoms is None else np.asarray(atoms, dtype=np.int64).reshape(-1)
     if np.any((frames < 0) | (frames >= n_frames)):
@@ -603,16 +670,18 @@ def features_file(cfg: dict, trajectory, out, *, chunk_atoms: int = 128, frames_
       trajectory: H5MD trajectory (read with :func:`softness.trajectory.read_trajectory`).
       out: the HDF5 product. Datasets: ``/features`` [frame, atom, feature] float32,
         ``/frames`` (trajectory frame indices), ``/step``, ``/time_fs``, ``/species`` [N],
-        ``/species_names``, ``/feature_names`` (utf-8), ``/grid/...`` (see
-        :meth:`StructureGrid.write`); root attributes ``cutoff_A``, ``temperature_K``,
-        ``frame_stride``, ``source``.
+        ``/species_names`` (the trajectory's, indexed by species number), ``/feature_names``
+        (utf-8), ``/grid/...`` (see :meth:`StructureGrid.write`); root attributes ``cutoff_A``,
+        ``temperature_K``, ``frame_stride``, ``source`` and, when the trajectory has it,
+        ``system``.
       chunk_atoms: central atoms per chunk (memory, not results).
       frames_per_block: trajectory frames read and computed together.
     """
     from softness import config as config_mod
 
     cfg = config_mod.resolve(cfg)
-    grid = StructureGrid.from_config(cfg)
+    species_names = read_species_names(trajectory)
+    grid = StructureGrid.from_config(cfg, species_names=species_names)
     stride = cfg["features"]["frame_stride"]
     dtype = np.float64 if cfg["precision"] == "float64" else np.float32
     n_total = count_frames(trajectory)
@@ -625,14 +694,23 @@ def features_file(cfg: dict, trajectory, out, *, chunk_atoms: int = 128, frames_
     if np.isnan(temperature):
         log.warning("trajectory %s has no temperature_K attribute; features carry NaN.", trajectory)
     species = head.species
+    unnamed = sorted(set(np.unique(species).tolist()) - set(range(len(species_names))))
+    if unnamed:
+        raise SoftnessError(f"trajectory {trajectory} holds species number {unnamed[0]}, but names only the "
+                            f"{len(species_names)} species {', '.join(species_names)} (numbers 0 to "
+                            f"{len(species_names) - 1}).")
+    system = head.attrs.get("system")
     names = grid.feature_names()
-    log.info("%d features (%d radial, %d angular) of %d atoms in %d frames (frame_stride %d)", len(names),
-             2 * grid.n_radial, 3 * grid.n_angular, n_atoms, len(frames), stride)
+    log.info("%d features (%d radial, %d angular) of %d atoms (species %s) in %d frames (frame_stride %d)",
+             len(names), grid.n_species * grid.n_radial, grid.n_pairs * grid.n_angular, n_atoms,
+             ", ".join(species_names), len(frames), stride)
 
     with atomic_h5(out, "features", cfg) as f:
         f.attrs["temperature_K"] = temperature
         f.attrs["frame_stride"] = stride
         f.attrs["source"] = str(trajectory)
+        if system is not None:
+            f.attrs["system"] = system.decode() if isinstance(system, bytes) else str(system)
         grid.write(f)
         ds = f.create_dataset("features", shape=(len(frames), n_atoms, len(names)), dtype=np.float32,
                               chunks=(1, n_atoms, len(names)))
@@ -640,7 +718,7 @@ def features_file(cfg: dict, trajectory, out, *, chunk_atoms: int = 128, frames_
         f["feature_names"] = np.array(names, dtype=h5py.string_dtype("utf-8"))
         f["frames"] = frames
         f["species"] = species
-        f["species_names"] = np.array(SPECIES_NAMES, dtype=h5py.string_dtype("utf-8"))
+        f["species_names"] = np.array(species_names, dtype=h5py.string_dtype("utf-8"))
         steps, times = [], []
         t0 = time.perf_counter()
         for start in range(0, len(frames), frames_per_block):
@@ -663,11 +741,20 @@ def features_file(cfg: dict, trajectory, out, *, chunk_atoms: int = 128, frames_
 
 
 def read_features(path) -> tuple[np.ndarray, StructureGrid, dict]:
-    """Read a features file: ([frame, atom, feature] array, grid, the other datasets)."""
+    """Read a features file: ([frame, atom, feature] array, grid, the other datasets).
+
+    The other datasets: ``frames``, ``step``, ``time_fs``, ``species``, ``feature_names``,
+    ``temperature_K``, ``species_names`` (tuple; ``/species_names``, else the grid's) and
+    ``system`` (the root attribute, or None).
+    """
     with open_input(path, "features") as f:
         require(f, "features", "feature_names", "frames", "species", "grid", what="features")
         grid = StructureGrid.read(f)
         extra = {k: f[k][()] for k in ("frames", "step", "time_fs", "species") if k in f}
         extra["feature_names"] = [s.decode() if isinstance(s, bytes) else s for s in f["feature_names"][()]]
         extra["temperature_K"] = float(f.attrs.get("temperature_K", np.nan))
+        extra["species_names"] = (_decode(f["species_names"][()]) if "species_names" in f
+                                  else grid.species_names)
+        system = f.attrs.get("system")
+        extra["system"] = system.decode() if isinstance(system, bytes) else system
         return f["features"][()], grid, extra

@@ -4,12 +4,14 @@ Layout written and read here (units in each dataset's ``unit`` attribute)::
 
     /h5md                       version = [1, 1]; author/, creator/ (name, version)
     /particles/all/
-        box/                    dimension = 3, boundary = [periodic]*3
-            edges               [3] fixed box, or a time-dependent element (NPT)
+        box/                    dimension = 3, boundary = [periodic]*3; variable_box = 0 or 1
+            edges/{step,time,value}  value [frame, 3], a time-dependent element always (the
+                                fixed box repeated per frame), as MDAnalysis's H5MD reader needs
         position/{step,time,value}   value [frame, atom, 3], wrapped into [0, L), Angstrom
         image/{step,time,value}      value [frame, atom, 3], int32 image flags
-        velocity/{step,time,value}   optional, Angstrom/fs
-        species                 [atom] int32, 0 = Si, 1 = O
+        velocity/{step,time,value}   optional, Angstrom/fs (unit "Angstrom fs-1")
+        species                 [atom] int32 species numbers; attribute ``names``: the
+                                species names indexed by number (e.g. Si, O or A, B)
         mass                    [atom] amu
     /observables/<name>/{step,time,value}   e.g. potential_energy (kcal/mol),
                                 kinetic_temperature (K), pressure (GPa)
@@ -17,6 +19,19 @@ Layout written and read here (units in each dataset's ``unit`` attribute)::
 Unwrapped positions are exact: ``position + image * edges``. ``step`` and ``time``
 (fs) are stored once under ``position`` and hard-linked into every other
 time-dependent element sampled at the same frames, as H5MD allows.
+
+Files written before the box became a time-dependent element hold a fixed ``box/edges``
+dataset [3]; they are still read (and resumed) as before. ``variable_box`` says whether the
+box changes (constant pressure) or is the fixed box repeated.
+
+Opening a trajectory in MDAnalysis (2.7+; positions wrapped in A, box in A, time in ps)::
+
+    u = MDAnalysis.Universe.empty(n_atoms, trajectory=True)
+    u.load_new("trajectory.h5", format="H5MD")
+
+(``format="H5MD"`` is needed because MDAnalysis takes ``.h5`` for a generic HDF5 file;
+:func:`softness.importer.universe` does this and adds the species as atom types and names,
+and the masses.)
 """
 
 from __future__ import annotations
@@ -67,7 +82,8 @@ class H5MDWriter:
 
     Args:
       f: an open ``h5py.File`` (typically from :func:`softness.io.atomic_h5`).
-      species: [N] integer species (0 = Si, 1 = O).
+      species: [N] integer species numbers (indices into ``species_names``).
+      species_names: the name of each species number (the system's, e.g. ``("Si", "O")``).
       masses: [N] masses in amu.
       box_edges: [3] box edges in Angstrom (orthorhombic).
       dtype: floating dtype of positions and velocities on disk.
@@ -76,11 +92,15 @@ class H5MDWriter:
       velocities: also store velocities with each frame.
     """
 
-    def __init__(self, f: h5py.File, species, masses, box_edges, *, dtype=np.float32,
+    def __init__(self, f: h5py.File, species, masses, box_edges, *, species_names, dtype=np.float32,
                  variable_box=False, observables=(), velocities=False):
         self.f = f
         species = np.asarray(species, dtype=np.int32)
         n = species.shape[0]
+        species_names = tuple(str(s) for s in species_names)
+        if n and not (0 <= species.min() and species.max() < len(species_names)):
+            raise SoftnessError(f"species numbers {sorted(set(species.tolist()))} do not all name one of "
+                                f"the {len(species_names)} species {', '.join(species_names)}.")
         h5md = f.require_group("h5md")
         h5md.attrs["version"] = np.array([1, 1], dtype=np.int32)
         h5md.require_group("author").attrs["name"] = "glass-softness"
@@ -90,25 +110,30 @@ class H5MDWriter:
 
         part = f.require_group(PARTICLES)
         part["species"] = species
+        part["species"].attrs["names"] = np.array(species_names, dtype=h5py.string_dtype("utf-8"))
         part["mass"] = np.asarray(masses, dtype=np.float64)
         part["mass"].attrs["unit"] = "amu"
         box = part.create_group("box")
         box.attrs["dimension"] = 3
         box.attrs["boundary"] = np.array([b"periodic"] * 3)
+        box.attrs["variable_box"] = np.int8(bool(variable_box))
         pos = _time_element(part, "position", (n, 3), dtype, "angstrom")
         st = (pos["step"], pos["time"])
         _time_element(part, "image", (n, 3), np.int32, None, st)
         if velocities:
-            _time_element(part, "velocity", (n, 3), dtype, "angstrom/fs", st)
-        if variable_box:
-            _time_element(box, "edges", (3,), np.float64, "angstrom", st)
-        else:
-            box["edges"] = np.asarray(box_edges, dtype=np.float64)
-            box["edges"].attrs["unit"] = "angstrom"
+            _time_element(part, "velocity", (n, 3), dtype, "Angstrom fs-1", st)
+        # Always a time-dependent element (MDAnalysis reads box/edges/value); a fixed box is
+        # repeated per frame by append() and also kept as an attribute for resuming.
+        edges = _time_element(box, "edges", (3,), np.float64, "angstrom", st)
+        self.fixed_box = None
+        if not variable_box:
+            self.fixed_box = np.asarray(box_edges, dtype=np.float64).reshape(3)
+            edges.attrs["fixed_value"] = self.fixed_box
         obs = f.require_group("observables")
         for name in observables:
             _time_element(obs, name, (), np.float64, OBSERVABLE_UNITS.get(name, ""), st)
-        self.variable_box = variable_box
+        self.variable_box = bool(variable_box)
+        self.box_element = True
         self.observables = tuple(observables)
         self.velocities = velocities
 
@@ -122,7 +147,14 @@ class H5MDWriter:
         self = cls.__new__(cls)
         self.f = f
         part = f[PARTICLES]
-        self.variable_box = isinstance(part["box/edges"], h5py.Group)
+        edges = part["box/edges"]
+        self.box_element = isinstance(edges, h5py.Group)
+        if self.box_element:
+            self.variable_box = bool(part["box"].attrs.get("variable_box", "fixed_value" not in edges.attrs))
+            self.fixed_box = None if self.variable_box else np.asarray(edges.attrs["fixed_value"], np.float64)
+        else:  # written before the box was a time-dependent element: a fixed [3] dataset
+            self.variable_box = False
+            self.fixed_box = np.asarray(edges[()], np.float64)
         self.observables = tuple(f["observables"].keys()) if "observables" in f else ()
         self.velocities = "velocity" in part
         if self.n_frames < n_frames:
@@ -137,7 +169,7 @@ class H5MDWriter:
         els = [part["position"], part["image"]]
         if self.velocities:
             els.append(part["velocity"])
-        if self.variable_box:
+        if self.box_element:
             els.append(part["box/edges"])
         els += [self.f["observables"][k] for k in self.observables]
         return els
@@ -160,7 +192,8 @@ class H5MDWriter:
           positions: [k, N, 3] wrapped positions (Angstrom).
           images: [k, N, 3] integer image flags.
           observables: dict name -> [k] values, for every name given at creation.
-          box_edges: [k, 3], required for a variable box.
+          box_edges: [k, 3], required for a variable box; for a fixed box the box given at
+            creation is repeated when omitted.
           velocities: [k, N, 3] in Angstrom/fs, required if velocities are stored.
         """
         step = np.atleast_1d(np.asarray(step, dtype=np.int64))
@@ -168,7 +201,11 @@ class H5MDWriter:
         values = [np.asarray(positions).reshape(k, -1, 3), np.asarray(images).reshape(k, -1, 3)]
         if self.velocities:
             values.append(np.asarray(velocities).reshape(k, -1, 3))
-        if self.variable_box:
+        if self.box_element:
+            if box_edges is None:
+                if self.variable_box:
+                    raise ValueError("append() needs box_edges for a variable box")
+                box_edges = np.broadcast_to(self.fixed_box, (k, 3))
             values.append(np.asarray(box_edges, dtype=np.float64).reshape(k, 3))
         observables = observables or {}
         missing = set(self.observables) - set(observables)
@@ -189,7 +226,8 @@ class Trajectory:
     positions: np.ndarray  #: [F, N, 3] wrapped, Angstrom
     images: np.ndarray  #: [F, N, 3] int image flags
     box: np.ndarray  #: [F, 3] box edges, Angstrom
-    species: np.ndarray  #: [N] 0 = Si, 1 = O
+    species: np.ndarray  #: [N] species numbers, indices into ``species_names``
+    species_names: tuple  #: the name of each species number
     masses: np.ndarray  #: [N] amu
     step: np.ndarray  #: [F]
     time_fs: np.ndarray  #: [F]
@@ -258,6 +296,7 @@ def read_trajectory(path, frames=slice(None), *, require_images=True) -> Traject
             images=images,
             box=box,
             species=part["species"][()].astype(np.int32),
+            species_names=_species_names(f, path),
             masses=part["mass"][()] if "mass" in part else np.full(positions.shape[1], np.nan),
             step=pos["step"][sel],
             time_fs=pos["time"][sel],
@@ -265,6 +304,30 @@ def read_trajectory(path, frames=slice(None), *, require_images=True) -> Traject
             velocities=velocities,
             attrs=dict(f.attrs),
         )
+
+
+def _species_names(f: h5py.File, path) -> tuple:
+    """The species names of an open trajectory (see :func:`read_species_names`)."""
+    species = f[PARTICLES + "/species"]
+    if "names" in species.attrs:
+        return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in species.attrs["names"])
+    # Trajectories written before species were named were all BKS silica (0 = Si, 1 = O).
+    if "BKS" in str(f.attrs.get("potential", "")):
+        return ("Si", "O")
+    raise SoftnessError(f"trajectory file {path} does not name its species (attribute 'names' of "
+                        "/particles/all/species).")
+
+
+def read_species_names(path) -> tuple:
+    """The species names of a trajectory, indexed by species number (e.g. ``("Si", "O")``).
+
+    Every analysis stage takes species names and counts from here (or from the products made
+    from it), never from a constant.
+    """
+    with open_input(path, "trajectory") as f:
+        if PARTICLES + "/species" not in f:
+            raise SoftnessError(f"trajectory file {path} has no /particles/all/species.")
+        return _species_names(f, path)
 
 
 def count_frames(path) -> int:

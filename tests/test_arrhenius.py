@@ -6,20 +6,22 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
-from test_classifier import N_FEATURES, write_features
+from test_classifier import N_FEATURES, SILICA, write_features
 from test_classifier import write_hops as write_hops_labels
 
-from softness import arrhenius, classifier, config
+from softness import arrhenius, classifier, config, units
 from softness.cli import main
 from softness.errors import SoftnessError
 from softness.io import atomic_h5
 
 
-def write_hops(path, labels, species, temperature, p_hop=None, events=None):
+def write_hops(path, labels, species, temperature, p_hop=None, events=None, species_names=SILICA,
+               system=None):
     """A hops file (frames every 50 fs) with ``/events``: by default an event wherever the label is
     1, so that with a P_R window of one frame an atom rearranges at a frame where its label is 1;
     -1 (no event can be located) wherever p_hop is undefined."""
-    write_hops_labels(path, labels, species, temperature, p_hop=p_hop)
+    write_hops_labels(path, labels, species, temperature, p_hop=p_hop, species_names=species_names,
+                      system=system)
     with h5py.File(path, "a") as f:
         p = f["p_hop"][()]
         if events is None:
@@ -33,8 +35,9 @@ A_S, B_S = -1.5, 4e-4  # <S>(T) = a + b T
 TEMPS = np.array([2800.0, 3100.0, 3500.0, 4000.0, 4700.0])
 
 
-def ln_p_r(s, t):
-    return SIGMA0 - SIGMA1 * s - (E0 - E1 * s) / t
+def ln_p_r(s, t, law=(E0, E1, SIGMA0, SIGMA1)):
+    e0, e1, sigma0, sigma1 = law
+    return sigma0 - sigma1 * s - (e0 - e1 * s) / t
 
 
 def exact_fit(params):
@@ -424,6 +427,7 @@ def test_binned_counts_match_a_brute_force_count(tmp_path):
     events = np.where(np.isfinite(p_hop), rng.random(p_hop.shape) < 0.2, -1).astype(np.int8)
     events[17:21, 2] = 1  # several events in one window
     with atomic_h5(tmp_path / "s.h5", "apply", {}) as f:
+        f["species_names"] = np.array(SILICA, dtype="S")
         f["softness"], f["frames"], f["species"] = softness.astype(np.float32), s_frames, species
     write_hops(tmp_path / "h.h5", labels, species, 3000.0, p_hop=p_hop, events=events)
     edges = np.array([[-3.0, -0.5, 0.0, 3.0], [-1.0, 0.0, 0.5, 1.0]])
@@ -491,44 +495,62 @@ def test_binned_counts_match_a_brute_force_count(tmp_path):
 
 # ---------------------------------------------------------------------------- end to end
 
-def write_dynamics(path, temperature, tau, diff):
+def write_dynamics(path, temperature, tau, diff, species_names=SILICA, system=None):
+    n_species = len(species_names)
     with atomic_h5(path, "dynamics", {}) as f:
+        if system is not None:
+            f.attrs["system"] = system
         f["lag_time_fs"] = np.geomspace(50, 5000, 10)
-        f["msd_A2"] = np.ones((2, 10))
-        f["F_s"] = np.ones((2, 10))
+        f["msd_A2"] = np.ones((n_species, 10))
+        f["F_s"] = np.ones((n_species, 10))
         f["D_A2_per_fs"] = np.asarray(diff, float)
         f["D_err_A2_per_fs"] = 0.02 * np.asarray(diff, float)
         f["tau_alpha_fs"] = np.asarray(tau, float)
         f["tau_alpha_reached"] = np.isfinite(tau)
-        f["species_names"] = np.array(["Si", "O"], dtype="S")
+        f["species_names"] = np.array(species_names, dtype="S")
         f.attrs["temperature_K"] = float(temperature)
 
 
-def synthetic_temperature(tmp_path, rng, t, u, *, n_atoms=120, n_frames=80, stride=1):
+def synthetic_temperature(tmp_path, rng, t, u, *, n_atoms=120, n_frames=80, stride=1, species_names=SILICA,
+                          laws=None, system=None):
     """Features whose hidden softness z = u . x has mean a + b T; labels drawn from P_R(z, T).
 
     Labels are drawn independently on every trajectory frame, so with ``stride`` > 1 the
     probability per softness interval is 1 - (1 - P_R)^stride, no longer Arrhenius where P_R is
-    not small.
+    not small. ``u`` [S, F] holds one direction per species of ``species_names``; ``laws`` one
+    (E0, E1, SIGMA0, SIGMA1) per species (default: the module's for every species); every file
+    carries ``system`` as its root attribute when given.
     """
-    species = np.r_[np.zeros(n_atoms // 3, int), np.ones(n_atoms - n_atoms // 3, int)]
+    n_sp = len(species_names)
+    if n_sp == 2:
+        species = np.r_[np.zeros(n_atoms // 3, int), np.ones(n_atoms - n_atoms // 3, int)]
+    else:
+        species = np.arange(n_atoms) * n_sp // n_atoms
     frames = np.arange(0, n_frames, stride)
     x = rng.normal(size=(frames.size, n_atoms, N_FEATURES))
     x += (A_S + B_S * t) * u[species]  # shift along the softness direction
     z = np.einsum("rnf,nf->rn", x, u[species])
     z_traj = np.repeat(z, stride, axis=0)[:n_frames]
-    p = np.minimum(np.exp(ln_p_r(z_traj, t)), 1.0)
+    if laws is None:
+        ln_p = ln_p_r(z_traj, t)
+    else:
+        ln_p = np.empty_like(z_traj)
+        for sp, law in enumerate(laws):
+            ln_p[:, species == sp] = ln_p_r(z_traj[:, species == sp], t, law)
+    p = np.minimum(np.exp(ln_p), 1.0)
     rearranging = rng.random(p.shape) < p
     labels = np.where(rearranging, 1, np.where(z_traj < A_S + B_S * t, 0, -1)).astype(np.int8)
     p_hop = np.where(rearranging, 1.0, 0.01)
     p_hop[:2] = p_hop[-2:] = np.nan  # undefined at the ends, as in softness.hops
     labels[:2] = labels[-2:] = -1
-    write_features(tmp_path / f"features_{t:g}.h5", x.astype(np.float32), frames, species, t)
-    write_hops(tmp_path / f"hops_{t:g}.h5", labels, species, t, p_hop=p_hop)
+    write_features(tmp_path / f"features_{t:g}.h5", x.astype(np.float32), frames, species, t,
+                   species_names=species_names, system=system)
+    write_hops(tmp_path / f"hops_{t:g}.h5", labels, species, t, p_hop=p_hop, species_names=species_names,
+               system=system)
     mean_rate = np.exp(ln_p_r(A_S + B_S * t, t))
     # tau_alpha far above 3 t_R (t_R = 100 fs in the hops files): every temperature has jumps to count.
-    write_dynamics(tmp_path / f"dynamics_{t:g}.h5", t, [5000.0 / mean_rate, 3000.0 / mean_rate],
-                   [0.01 * mean_rate, 0.02 * mean_rate])
+    write_dynamics(tmp_path / f"dynamics_{t:g}.h5", t, np.linspace(5000.0, 3000.0, n_sp) / mean_rate,
+                   np.linspace(0.01, 0.02, n_sp) * mean_rate, species_names=species_names, system=system)
     return z
 
 
@@ -538,7 +560,7 @@ def test_train_apply_arrhenius_end_to_end(tmp_path):
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     temps = [2800.0, 3300.0, 4000.0, 4700.0]
     for t in temps:
-        synthetic_temperature(tmp_path, rng, t, u, n_atoms=150, n_frames=120)
+        synthetic_temperature(tmp_path, rng, t, u, n_atoms=150, n_frames=120, system="silica")
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(json.dumps({"temperatures_K": temps, "quench": {"T_min_K": 2800},
                                     "train": {"n_per_class": 400, "C_grid": [0.01, 0.1, 1.0],
@@ -562,6 +584,8 @@ def test_train_apply_arrhenius_end_to_end(tmp_path):
     assert main(args) == 0
     with h5py.File(tmp_path / "arrhenius.h5", "r") as f:
         assert f.attrs["stage"] == "arrhenius" and f.attrs["T_train_K"] == 2800.0
+        assert f.attrs["system"] == "silica"
+        assert [n.decode() for n in f["species_names"][()]] == ["Si", "O"]
         assert_array_equal(f["temperature_K"][()], temps)
         assert f["P_R"].shape == (2, 4, 5) and f["bins/edges"].shape == (2, 6)
         p, usable, s_bin = f["P_R"][()], f["usable"][()], f["bins/S_mean"][()]
@@ -595,6 +619,133 @@ def test_train_apply_arrhenius_end_to_end(tmp_path):
     assert s["species"]["O"]["e0"]["eV"]["unit"] == "eV" and s["species"]["O"]["T0"]["error"] > 0
     md = (tmp_path / "summary.md").read_text()
     assert "| T0 = e1/Sigma1 (K) |" in md and "±" in md
+    # The system travels with the products; silica has no reduced units, so the summary has none.
+    for path in (tmp_path / "model.h5", tmp_path / "softness_3300.h5"):
+        with h5py.File(path) as f:
+            assert f.attrs["system"] == "silica"
+    assert "reduced_units" not in s and not any("reduced" in x for x in s["species"].values())
+    assert "reduced" not in md
+
+
+#: Three made-up species with different laws P_R(z, T) (E0, E1, SIGMA0, SIGMA1): T0 = E1 / SIGMA1 is
+#: 8000 K for X, 5000 K for Y and 10000 K for Z.
+XYZ = ("X", "Y", "Z")
+XYZ_LAWS = ((E0, E1, SIGMA0, SIGMA1), (E0, 3000.0, SIGMA0, 0.6), (E0, 4500.0, SIGMA0, 0.45))
+
+
+def test_three_species_train_apply_arrhenius_end_to_end(tmp_path):
+    """Any number of species: the names come from the files, every stage keeps one row per species
+    in the files' order, and each species' own law comes back (T0 = E1 / SIGMA1 within its error)."""
+    rng = np.random.default_rng(23)
+    u = rng.normal(size=(3, N_FEATURES))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    temps = [2800.0, 3300.0, 4000.0, 4700.0]
+    for t in temps:
+        synthetic_temperature(tmp_path, rng, t, u, n_atoms=240, n_frames=120, species_names=XYZ,
+                              laws=XYZ_LAWS)
+    cfg = config.resolve({"temperatures_K": temps, "quench": {"T_min_K": 2800},
+                          "train": {"n_per_class": 400, "C_grid": [0.01, 0.1, 1.0], "cv_folds": 3},
+                          "arrhenius": {"n_bins": 5, "min_events": 10, "n_bootstrap": 50,
+                                        "P_R_window_fs": 50.0, "min_temperatures": 3}})
+    model = classifier.train_file(cfg, tmp_path / "features_2800.h5", tmp_path / "hops_2800.h5",
+                                  tmp_path / "model.h5")
+    assert model.species_names == XYZ and model.weights.shape == (3, N_FEATURES)
+    softness = [tmp_path / f"softness_{t:g}.h5" for t in temps]
+    for t, out in zip(temps, softness, strict=True):
+        classifier.apply_file(cfg, tmp_path / "model.h5", tmp_path / f"features_{t:g}.h5", out)
+    with h5py.File(tmp_path / "model.h5") as f:
+        assert [n.decode() for n in f["species_names"][()]] == list(XYZ)
+        assert f["accuracy"].shape == (3,) and f["quality/roc_auc"].shape == (3,)
+        assert np.all(f["accuracy"][()] > 0.6)
+    with h5py.File(softness[0]) as f:
+        assert [n.decode() for n in f["species_names"][()]] == list(XYZ)
+        assert f.attrs["softness_scale"].shape == (3,) and "system" not in f.attrs
+        species = f["species"][()]
+        for sp in range(3):  # softness in units of its own spread at T_train, per species
+            assert f["softness"][()][:, species == sp].std() == pytest.approx(1.0, rel=1e-4)
+    s = arrhenius.arrhenius_file(cfg, softness, [tmp_path / f"hops_{t:g}.h5" for t in temps],
+                                 [tmp_path / f"dynamics_{t:g}.h5" for t in temps], tmp_path / "arrhenius.h5",
+                                 summary=tmp_path / "summary.json", model=tmp_path / "model.h5")
+    with h5py.File(tmp_path / "arrhenius.h5") as f:
+        assert [n.decode() for n in f["species_names"][()]] == list(XYZ)
+        assert f["P_R"].shape == (3, 4, 5) and f["bins/edges"].shape == (3, 6)
+        assert f["dynamics/tau_alpha_fs"].shape == (3, 4) and f["tau_fit/T_x_K"].shape == (3,)
+        p, ln_err, usable = f["P_R"][()], f["ln_P_R_err"][()], f["usable"][()]
+        t0, t0_err = f["lines/T0_K"][()], f["lines/T0_K_err"][()]
+        e1, b = f["lines/e1_K"][()], f["mean_softness/b_per_K"][()]
+        # tau_alpha of each species is its own (the dynamics files give 5000, 4000 and 3000 / rate).
+        tau = f["dynamics/tau_alpha_fs"][()]
+        assert_allclose(tau[0] / tau[2], 5 / 3)
+        assert_allclose(tau[1] / tau[2], 4 / 3)
+    for sp, (_, e1_law, _, sigma1_law) in enumerate(XYZ_LAWS):
+        for k in range(4):  # softer atoms rearrange more, at every temperature
+            ok = usable[sp, k]
+            assert ok.sum() >= 3
+            ln_p, err = np.log(p[sp, k, ok]), ln_err[sp, k, ok]
+            assert ln_p[-1] - ln_p[0] > 3 * np.hypot(err[-1], err[0])
+        assert e1[sp] > 0 and b[sp] > 0
+        within(t0[sp], t0_err[sp], e1_law / sigma1_law)
+    assert json.loads((tmp_path / "summary.json").read_text()) == s
+    assert list(s["species"]) == list(XYZ)
+    for sp, name in enumerate(XYZ):
+        x = s["species"][name]
+        assert x["T0"]["value"] == pytest.approx(t0[sp]) and x["n_bins_fitted"] >= 3
+        assert x["classifier"]["accuracy"] > 0.6
+    for claim in "abcd":
+        assert list(s["verdicts"][claim]["species"]) == list(XYZ)
+    assert s["verdicts"]["a"]["status"] == "pass"
+    md = (tmp_path / "summary.md").read_text()
+    assert "| quantity | X | Y | Z |" in md
+
+
+def test_species_names_must_agree_across_the_files_pooled(tmp_path):
+    rng = np.random.default_rng(24)
+    u = np.eye(N_FEATURES)[:2]
+    for t in (4000.0, 4700.0):
+        synthetic_temperature(tmp_path, rng, t, u, n_atoms=60, n_frames=40)
+    cfg = config.resolve({"temperatures_K": [4000.0, 4700.0], "train": {"n_per_class": 50, "cv_folds": 2}})
+    classifier.train_file(cfg, tmp_path / "features_4000.h5", tmp_path / "hops_4000.h5", tmp_path / "m.h5")
+    softness = [tmp_path / f"s_{t:g}.h5" for t in (4000.0, 4700.0)]
+    for t, out in zip((4000.0, 4700.0), softness, strict=True):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / f"features_{t:g}.h5", out)
+    hops = [tmp_path / "hops_4000.h5", tmp_path / "hops_4700.h5"]
+    dynamics = [tmp_path / "dynamics_4000.h5", tmp_path / "dynamics_4700.h5"]
+
+    def renamed(path, names):
+        with h5py.File(path, "a") as f:
+            del f["species_names"]
+            f["species_names"] = np.array(names, dtype="S")
+
+    # Another temperature of another system (the same count, other names) is refused, naming the file.
+    renamed(dynamics[1], ("A", "B"))
+    with pytest.raises(SoftnessError, match=r"dynamics file .*dynamics_4700.h5 names the species \(A, B\) "
+                                            r"but softness file .*s_4000.h5 names \(Si, O\)"):
+        arrhenius.arrhenius_file(cfg, softness, hops, dynamics, tmp_path / "a.h5")
+    renamed(dynamics[1], SILICA)
+    # ... and so are files of one run that disagree, and products of two systems.
+    renamed(hops[1], ("O", "Si"))
+    with pytest.raises(SoftnessError, match="hops file .*hops_4700.h5 names the species"):
+        arrhenius.arrhenius_file(cfg, softness, hops, dynamics, tmp_path / "a.h5")
+    renamed(hops[1], SILICA)
+    with h5py.File(dynamics[0], "a") as f:
+        f.attrs["system"] = "silica"
+    with h5py.File(softness[1], "a") as f:
+        f.attrs["system"] = "kob_andersen"
+    with pytest.raises(SoftnessError, match="from system 'kob_andersen' but .* from 'silica'"):
+        arrhenius.arrhenius_file(cfg, softness, hops, dynamics, tmp_path / "a.h5")
+    with h5py.File(softness[1], "a") as f:
+        del f.attrs["system"]
+    # A model of other species than the softness files cannot decide claim (a).
+    renamed(tmp_path / "m.h5", ("A", "B"))
+    with pytest.raises(SoftnessError, match=r"model file .*m.h5 names the species \(A, B\) but the "
+                                            "softness files"):
+        arrhenius.arrhenius_file(cfg, softness, hops, dynamics, tmp_path / "a.h5", model=tmp_path / "m.h5")
+    assert not (tmp_path / "a.h5").exists()
+    # A product without species names is refused in one sentence.
+    with h5py.File(softness[0], "a") as f:
+        del f["species_names"]
+    with pytest.raises(SoftnessError, match="s_4000.h5 has no '/species_names'"):
+        arrhenius.arrhenius_file(cfg, softness, hops, dynamics, tmp_path / "a.h5")
 
 
 def test_arrhenius_refuses_a_single_temperature_and_mismatched_files(tmp_path, capsys, caplog):
@@ -693,7 +844,8 @@ def counted_results(rng, *, model=(E0, E1, SIGMA0, SIGMA1), ln_tau=None, mean_s_
     if ln_tau is None:
         ln_tau = np.log(1e4) - ln_p(A_S + B_S * temps, temps)
     ln_tau = np.broadcast_to(ln_tau, (2, temps.size))
-    r = {"temperature_K": temps, "P_R": np.exp(ln_p_true + rng.normal(scale=noise, size=shape)),
+    r = {"species_names": np.array(SILICA), "temperature_K": temps,
+         "P_R": np.exp(ln_p_true + rng.normal(scale=noise, size=shape)),
          "ln_P_R_err": np.full(shape, noise), "usable": np.ones(shape, bool),
          "bins/S_mean": np.stack([FIT_S] * 2),
          "mean_softness/mean": mean_s + rng.normal(scale=0.002, size=(2, temps.size)),
@@ -874,6 +1026,7 @@ def test_verdict_logic():
 
 def test_accuracy_verdict_reads_the_model_file(tmp_path):
     with atomic_h5(tmp_path / "model.h5", "train", {}) as f:
+        f["species_names"] = np.array(SILICA, dtype="S")
         f["accuracy"], f["accuracy_err"] = np.array([0.82, 0.52]), np.array([0.01, 0.02])
         f["quality/roc_auc"] = np.array([0.9, 0.55])
         f["quality/calibration/S"] = np.zeros((2, 5))
@@ -889,6 +1042,7 @@ def test_accuracy_verdict_reads_the_model_file(tmp_path):
     assert arrhenius.make_summary(r)["verdicts"]["a"]["status"] == "not evaluated"
     # The stability file's numbers join the model's, and the summary table shows them.
     with atomic_h5(tmp_path / "stability.h5", "stability", {}) as f:
+        f["species_names"] = np.array(SILICA, dtype="S")
         f.attrs["temperature_K"] = 3600.0
         f["cosine"], f["pearson_S"] = np.array([0.61, 0.72]), np.array([0.57, 0.78])
     metrics = arrhenius.read_model_metrics(tmp_path / "model.h5", tmp_path / "stability.h5")
@@ -897,6 +1051,106 @@ def test_accuracy_verdict_reads_the_model_file(tmp_path):
     md = arrhenius.summary_markdown(arrhenius.make_summary(r, metrics))
     assert "| ROC AUC (held out) | 0.9 | 0.55 |" in md
     assert "| hyperplane at the stability T: cosine / corr(S) | 0.61 / 0.57 | 0.72 / 0.78 |" in md
+
+
+def test_reduced_units_in_the_summary_follow_the_systems_units(caplog):
+    """Kob-Andersen products: every key number also in the system's reduced units (from its
+    REDUCED_UNITS); silica, an unnamed system or an unknown one: no reduced block."""
+    from softness import systems
+
+    ka = systems.get("kob_andersen").REDUCED_UNITS
+    t_u, time_u = ka["temperature_K"], ka["time_fs"]
+    r = counted_results(np.random.default_rng(57))
+    arrhenius.fit_results(r, ACFG)
+    plain = arrhenius.make_summary(r)
+    assert "reduced_units" not in plain
+    for system in ("silica", "no_such_system"):
+        r["attrs"]["system"] = system
+        with caplog.at_level(logging.WARNING, logger="softness.arrhenius"):
+            assert arrhenius.make_summary(r) == plain
+    assert "unknown system 'no_such_system'" in caplog.text
+    r["attrs"]["system"] = "kob_andersen"
+    s = arrhenius.make_summary(r)
+    json.dumps(s, allow_nan=False)
+    block = s["reduced_units"]
+    assert block["system"] == "kob_andersen" and block["temperature_K"] == t_u and block["time_fs"] == time_u
+    assert_allclose(block["temperatures"], FIT_TEMPS / t_u, rtol=1e-12)
+    assert block["T_train"] == pytest.approx(FIT_TEMPS[0] / t_u, rel=1e-12)
+    for sp, name in enumerate(SILICA):
+        x, red = s["species"][name], s["species"][name]["reduced"]
+        assert {k: v for k, v in x.items() if k != "reduced"} == plain["species"][name]  # the rest as before
+        for key, value in (("T0", x["T0"]), ("e0", x["e0"]["K"]), ("e1", x["e1"]["K"]),
+                           ("E_inf", x["apparent_barrier"]["E_inf"]["K"])):
+            assert red[key]["value"] == pytest.approx(value["value"] / t_u, rel=1e-12), key
+            assert red[key]["error"] == pytest.approx(value["error"] / t_u, rel=1e-12), key
+        assert red["T0"]["value"] == pytest.approx(r["lines/T0_K"][sp] / t_u, rel=1e-12)
+        # An energy E / k_B in K over eps / k_B is E / eps: the same number from kcal/mol.
+        e0_kcal = r["lines/e0_K"][sp] * units.KB
+        assert red["e0"]["value"] == pytest.approx(e0_kcal / ka["energy_kcal_mol"], rel=1e-6)
+        tau = red["tau_alpha"]
+        assert tau["T_crossover"]["value"] == pytest.approx(x["tau_alpha"]["T_crossover"]["value"] / t_u)
+        assert tau["E_low"]["value"] == pytest.approx(x["tau_alpha"]["E_low"]["K"]["value"] / t_u)
+        assert tau["E_high"]["error"] == pytest.approx(x["tau_alpha"]["E_high"]["K"]["error"] / t_u)
+        ln_tau0 = x["tau_alpha"]["ln_tau0_fs"]["value"]
+        assert tau["ln_tau0"]["value"] == pytest.approx(ln_tau0 - np.log(time_u))
+        assert_allclose([v["value"] for v in tau["tau_alpha"]], r["dynamics/tau_alpha_fs"][sp] / time_u,
+                        rtol=1e-12)
+        assert_allclose([v["error"] for v in tau["tau_alpha"]], r["dynamics/tau_alpha_err_fs"][sp] / time_u,
+                        rtol=1e-12)
+        assert red["tau_S"] == [None if v is None else pytest.approx(v / time_u, rel=1e-12)
+                                for v in x["relaxation_from_softness"]["tau_S_fs"]]
+        # A slope per K is, per unit of reduced temperature, t_u times larger.
+        assert red["mean_softness_b"]["value"] == pytest.approx(x["mean_softness"]["b"]["value"] * t_u)
+        assert red["Sigma1_b"]["value"] == pytest.approx(x["apparent_barrier"]["Sigma1_b"]["value"] * t_u)
+    md = arrhenius.summary_markdown(s)
+    assert "## In reduced units" in md and "| quantity (reduced) | Si | O |" in md
+    t0 = s["species"]["Si"]["reduced"]["T0"]
+    assert f"| T0 = e1/Sigma1 (T*) | {t0['value']:.4g} ± {t0['error']:.2g} |" in md
+    assert "## In reduced units" not in arrhenius.summary_markdown(plain)
+
+
+def test_a_kob_andersen_product_set_gets_reduced_units_in_its_summary(tmp_path):
+    """The system attribute travels from the features through the model and the softness to the
+    arrhenius product, and its summary gives T0 and tau_alpha in the reduced units too."""
+    from softness import systems
+
+    ka = systems.get("kob_andersen").REDUCED_UNITS
+    rng = np.random.default_rng(25)
+    u = rng.normal(size=(2, N_FEATURES))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    temps = [2800.0, 3300.0, 4000.0, 4700.0]
+    for t in temps:
+        synthetic_temperature(tmp_path, rng, t, u, n_atoms=150, n_frames=120, species_names=("A", "B"),
+                              system="kob_andersen")
+    cfg = config.resolve({"temperatures_K": temps, "quench": {"T_min_K": 2800},
+                          "train": {"n_per_class": 400, "C_grid": [0.01, 0.1, 1.0], "cv_folds": 3},
+                          "arrhenius": {"n_bins": 5, "min_events": 10, "n_bootstrap": 50,
+                                        "P_R_window_fs": 50.0, "min_temperatures": 3}})
+    classifier.train_file(cfg, tmp_path / "features_2800.h5", tmp_path / "hops_2800.h5",
+                          tmp_path / "model.h5")
+    softness = [tmp_path / f"softness_{t:g}.h5" for t in temps]
+    for t, out in zip(temps, softness, strict=True):
+        classifier.apply_file(cfg, tmp_path / "model.h5", tmp_path / f"features_{t:g}.h5", out)
+    s = arrhenius.arrhenius_file(cfg, softness, [tmp_path / f"hops_{t:g}.h5" for t in temps],
+                                 [tmp_path / f"dynamics_{t:g}.h5" for t in temps], tmp_path / "arrhenius.h5",
+                                 summary=tmp_path / "summary.json")
+    for path in (tmp_path / "model.h5", softness[0], tmp_path / "arrhenius.h5"):
+        with h5py.File(path) as f:
+            assert f.attrs["system"] == "kob_andersen", path
+    with h5py.File(tmp_path / "arrhenius.h5") as f:
+        t0_K, tau_fs = f["lines/T0_K"][()], f["dynamics/tau_alpha_fs"][()]
+    assert json.loads((tmp_path / "summary.json").read_text()) == s
+    assert s["reduced_units"]["temperature_K"] == ka["temperature_K"]
+    assert list(s["species"]) == ["A", "B"]
+    for sp, name in enumerate(("A", "B")):
+        red = s["species"][name]["reduced"]
+        assert np.isfinite(t0_K[sp])
+        assert red["T0"]["value"] == pytest.approx(t0_K[sp] / ka["temperature_K"], rel=1e-12)
+        assert red["T0"]["value"] == pytest.approx(s["species"][name]["T0"]["value"] / ka["temperature_K"],
+                                                   rel=1e-12)
+        assert_allclose([v["value"] for v in red["tau_alpha"]["tau_alpha"]], tau_fs[sp] / ka["time_fs"],
+                        rtol=1e-12)
+    assert "## In reduced units" in (tmp_path / "summary.md").read_text()
 
 
 def test_a_config_that_sets_the_removed_T_split_K_is_refused():
@@ -967,11 +1221,13 @@ def write_model_temperature(tmp_path, rng, t):
     labels[:UNDEFINED] = labels[-UNDEFINED:] = -1
     frames = np.arange(N_FRAMES)
     with atomic_h5(tmp_path / f"softness_{t:g}.h5", "apply", {}) as f:
+        f["species_names"] = np.array(SILICA, dtype="S")
         f["softness"] = s.astype(np.float32)
         f["frames"], f["time_fs"], f["species"] = frames, frames * DT_FS, species
         f.attrs["temperature_K"], f.attrs["T_train_K"] = t, MODEL_TEMPS[0]
     write_hops(tmp_path / f"hops_{t:g}.h5", labels, species, t, p_hop=p_hop)
     with atomic_h5(tmp_path / f"dynamics_{t:g}.h5", "dynamics", {}) as f:
+        f["species_names"] = np.array(SPECIES, dtype="S")
         diff = np.array([np.exp(model_ln_D(MODEL[n], t)) for n in SPECIES])
         f["D_A2_per_fs"], f["D_err_A2_per_fs"] = diff, 0.03 * diff
         f["diffusive"] = np.array([True, True])
@@ -1207,6 +1463,7 @@ def count_P_R(tmp_path, name, events_or_hops, species, s_frames, window_frames, 
         hops = events_or_hops
     soft = tmp_path / f"softness_{name}.h5"
     with atomic_h5(soft, "apply", {}) as f:
+        f["species_names"] = np.array(SILICA, dtype="S")
         f["softness"] = np.zeros((s_frames.size, n_atoms), np.float32)
         f["frames"], f["species"] = s_frames, species
     item = arrhenius.TemperatureData(3000.0, soft, hops, tmp_path / "none.h5")
@@ -1359,6 +1616,7 @@ def write_run(d, name, rng, t, n_traj, species):
     with atomic_h5(d / f"features_{name}.h5", "features", {}) as f:
         f.attrs["source"], f.attrs["temperature_K"] = trajectory, t
     with atomic_h5(d / f"softness_{name}.h5", "apply", {}) as f:
+        f["species_names"] = np.array(SILICA, dtype="S")
         f["softness"], f["frames"], f["time_fs"], f["species"] = softness, s_frames, s_frames * 50.0, species
         f.attrs["temperature_K"], f.attrs["T_train_K"] = t, 3000.0
         f.attrs["features_source"] = str(d / f"features_{name}.h5")

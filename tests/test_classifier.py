@@ -27,9 +27,16 @@ def small_grid(r_max=2.5):
 N_FEATURES = 2 * N_R + 3 * 2
 
 
-def write_features(path, x, frames, species, temperature, grid=None, cfg=None):
+SILICA = ("Si", "O")
+
+
+def write_features(path, x, frames, species, temperature, grid=None, cfg=None, species_names=SILICA,
+                   system=None):
     grid = small_grid() if grid is None else grid
     with atomic_h5(path, "features", cfg or {}) as f:
+        f["species_names"] = np.array(species_names, dtype="S")
+        if system is not None:
+            f.attrs["system"] = system
         f["features"] = np.asarray(x, np.float32)
         f["frames"] = np.asarray(frames, np.int64)
         f["step"] = np.asarray(frames, np.int64) * 50
@@ -44,9 +51,12 @@ def write_features(path, x, frames, species, temperature, grid=None, cfg=None):
         f.attrs["temperature_K"] = float(temperature)
 
 
-def write_hops(path, labels, species, temperature, p_hop=None):
+def write_hops(path, labels, species, temperature, p_hop=None, species_names=SILICA, system=None):
     n_frames = labels.shape[0]
     with atomic_h5(path, "hops", {}) as f:
+        f["species_names"] = np.array(species_names, dtype="S")
+        if system is not None:
+            f.attrs["system"] = system
         f["labels"] = np.asarray(labels, np.int8)
         f["p_hop"] = (np.where(labels == 1, 1.0, 0.01) if p_hop is None else p_hop).astype(np.float32)
         f["frames"] = np.arange(n_frames)
@@ -145,7 +155,7 @@ def _model_from_fit(fit, n_features, softness_scale=(1.0, 1.0)):
     m = classifier.SoftnessModel(mean=np.zeros((2, n_features)), scale=np.ones((2, n_features)),
                                  weights=np.zeros((2, n_features)), intercept=np.zeros(2), C=np.ones(2),
                                  feature_names=[f"g{i}" for i in range(n_features)], grid={}, T_train_K=1.0,
-                                 softness_scale=np.asarray(softness_scale, dtype=float))
+                                 softness_scale=np.asarray(softness_scale, dtype=float), species_names=SILICA)
     for s in range(2):
         m.mean[s], m.scale[s], m.weights[s], m.intercept[s] = (fit["mean"], fit["scale"], fit["weights"],
                                                                fit["intercept"])
@@ -299,6 +309,49 @@ def test_model_refuses_features_with_another_grid(tmp_path, capsys):
     write_features(tmp_path / "fewer.h5", fewer, frames, species, 3500.0)
     with pytest.raises(SoftnessError, match="different features"):
         classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "fewer.h5", tmp_path / "s.h5")
+
+
+def test_a_model_is_refused_on_features_that_name_other_species(tmp_path, capsys):
+    """Species come from the files: a model trained on (Si, O) does not apply to features of another
+    system, even with the same count of species, the same grid and the same atoms."""
+    rng = np.random.default_rng(9)
+    species, frames, x, _, _ = synthetic_run(tmp_path, rng, n_atoms=30, n_traj_frames=40)
+    cfg = config.resolve({"temperatures_K": [3000], "train": {"n_per_class": 100, "cv_folds": 3}})
+    model = classifier.train_file(cfg, tmp_path / "features.h5", tmp_path / "hops.h5", tmp_path / "m.h5")
+    assert model.species_names == SILICA and classifier.load_model(tmp_path / "m.h5").species_names == SILICA
+    write_features(tmp_path / "ka.h5", x, frames, species, 3000.0, species_names=("A", "B"))
+    sentence = r"ka.h5 names the species \(A, B\) but model .*m.h5 was trained on \(Si, O\)"
+    with pytest.raises(SoftnessError, match=sentence):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "ka.h5", tmp_path / "s.h5")
+    with pytest.raises(SoftnessError, match=sentence):
+        classifier.softness_of(tmp_path / "m.h5", tmp_path / "ka.h5")
+    code = main(["apply", "--model", str(tmp_path / "m.h5"), "--features", str(tmp_path / "ka.h5"),
+                 "--out", str(tmp_path / "s.h5")])
+    err = capsys.readouterr().err
+    assert code == 1 and "names the species (A, B)" in err and err.count("\n") <= 2
+    assert not (tmp_path / "s.h5").exists()
+    # The same names in another order are other species too.
+    write_features(tmp_path / "swapped.h5", x, frames, species, 3000.0, species_names=("O", "Si"))
+    with pytest.raises(SoftnessError, match=r"names the species \(O, Si\)"):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "swapped.h5", tmp_path / "s.h5")
+    # A third species.
+    write_features(tmp_path / "three.h5", x, frames, species, 3000.0, species_names=("Si", "O", "Na"))
+    with pytest.raises(SoftnessError, match=r"names the species \(Si, O, Na\)"):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "three.h5", tmp_path / "s.h5")
+    # Training needs features and hops of the same species; a features file without names is refused.
+    write_hops(tmp_path / "hops_ka.h5", np.zeros((40, 30), np.int8), species, 3000.0,
+               species_names=("A", "B"))
+    with pytest.raises(SoftnessError, match=r"hops file .*hops_ka.h5 names the species \(A, B\) but "
+                                            "features"):
+        classifier.train(cfg, tmp_path / "features.h5", tmp_path / "hops_ka.h5")
+    with h5py.File(tmp_path / "ka.h5", "a") as f:
+        del f["species_names"]
+    with pytest.raises(SoftnessError, match="ka.h5 has no '/species_names'"):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "ka.h5", tmp_path / "s.h5")
+    # Names that do not cover the species numbers of the file.
+    write_features(tmp_path / "one.h5", x, frames, species, 3000.0, species_names=("Si",))
+    with pytest.raises(SoftnessError, match="species numbers up to 1 but '/species_names' names only 1"):
+        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / "one.h5", tmp_path / "s.h5")
 
 
 def test_training_refuses_too_few_examples_and_mismatched_files(tmp_path):

@@ -80,9 +80,9 @@ def ci_config() -> dict:
 # its message must name. config/test.yaml: 192 atoms in a 14.26 A box, 1 fs steps, frames every
 # 20 fs over 4000 fs (201 frames), t_R = t_quiet = 200 fs, chunks of 250 steps.
 CROSS_KEY_CASES = [
-    ({"system": {"initial_structure": "quartz"}}, "_quartz_cells",
+    ({"system": {"initial_structure": "quartz"}}, "_initial_structure",
      ("system.n_sio2", "system.initial_structure")),
-    ({"system": {"density_g_cm3": 5.0}}, "_random_packing", ("system.density_g_cm3", "system.n_sio2")),
+    ({"system": {"density_g_cm3": 5.0}}, "_initial_structure", ("system.density_g_cm3", "system.n_sio2")),
     ({"potential": {"cutoff_A": 7.2}}, "_potential_cutoff_vs_box", ("potential.cutoff_A", "system.n_sio2")),
     ({"system": {"n_sio2": 50}}, "_potential_cutoff_vs_box", ("potential.cutoff_A", "system.n_sio2")),
     ({"features": {"cutoff_A": 7.2}}, "_features_cutoff_vs_box", ("features.cutoff_A", "system.n_sio2")),
@@ -151,7 +151,7 @@ def test_every_cross_key_rule_is_in_the_table():
     assert tested == {r.__name__ for r in config.RULES}
 
 
-@pytest.mark.parametrize("name", ["config", "test", "paper"])
+@pytest.mark.parametrize("name", ["config", "test", "paper", "kob_andersen"])
 def test_shipped_configs_pass_every_rule(name):
     raw = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
     cfg = config.resolve(merged(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), raw))
@@ -320,3 +320,78 @@ def test_snakemake_refuses_contradicting_keys_before_any_job(tmp_path, change, k
     assert res.returncode != 0, out
     assert "invalid config" in out and all(f"'{k}'" in out for k in keys), out
     assert "Job stats" not in out and not (tmp_path / "results").exists()  # no DAG, nothing written
+
+
+# ---------------------------------------------------------------------------- systems
+
+def ka_config(**change):
+    """config/kob_andersen.yaml merged on config/config.yaml, as snakemake merges them."""
+    read = lambda name: yaml.safe_load((ROOT / "config" / name).read_text())  # noqa: E731
+    return merged(merged(read("config.yaml"), read("kob_andersen.yaml")), change)
+
+
+def test_old_silica_configs_resolve_to_the_silica_system_unchanged():
+    """A config written before systems existed (no system.name) is silica, with its keys as they were."""
+    old = ci_config()
+    cfg = config.resolve(old)
+    assert cfg["system"] == {"name": "silica", **{k: cfg["system"][k] for k in silica.CONFIG_KEYS}}
+    assert cfg["system"]["n_sio2"] == old["system"]["n_sio2"]
+    assert cfg["potential"] == {"cutoff_A": old["potential"]["cutoff_A"]}
+    assert cfg["hops"]["p_c_A2"] == old["hops"]["p_c_A2"]
+
+
+def test_a_study_keeps_only_its_systems_keys_and_species():
+    """Merged on the silica defaults, a KA study drops silica's keys and species values."""
+    from softness.systems import kob_andersen as ka
+
+    cfg = config.resolve(ka_config())
+    assert set(cfg["system"]) == {"name", *ka.CONFIG_KEYS}
+    assert cfg["potential"] == {}
+    for key in ("p_c_A2", "p_quiet_A2"):
+        assert list(cfg["hops"][key]) == list(ka.SPECIES_NAMES)
+
+
+@pytest.mark.parametrize("name,study", [("silica", "config"), ("kob_andersen", "kob_andersen")])
+def test_each_study_config_uses_its_systems_analysis_defaults(name, study):
+    from softness import systems
+
+    raw = yaml.safe_load((ROOT / "config" / f"{study}.yaml").read_text())
+    cfg = config.resolve(merged(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), raw))
+    assert cfg["system"]["name"] == name
+    for section, values in systems.get(name).ANALYSIS_DEFAULTS.items():
+        for key, value in values.items():
+            assert cfg[section][key] == value, f"{section}.{key}"
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"system": {"name": "argon"}}, ("system.name", "argon")),
+    ({"hops": {"p_c_A2": {"A": 2.0, "b": 2.0}}}, ("hops.p_c_A2", "'b'", "A, B")),
+    ({"hops": {"p_quiet_A2": {"A": 0.5, "B": -0.5}}}, ("hops.p_quiet_A2.B",)),
+    ({"system": {"n_particles": 1001}}, ("system.n_particles", "80:20")),
+    ({"system": {"n_particles": 200}}, ("system.n_particles", "system.number_density", "cutoff")),
+    ({"system": {"initial_structure": "quartz"}}, ("system.initial_structure", "kob_andersen")),
+    ({"features": {"cutoff_A": 17.0}}, ("features.cutoff_A", "system.n_particles")),
+])
+def test_bad_system_configs_are_refused_in_one_sentence(change, words):
+    with pytest.raises(SoftnessError) as err:
+        config.resolve(ka_config(**change))
+    message = str(err.value)
+    assert one_sentence(message), message
+    for w in words:
+        assert w in message, message
+
+
+def test_per_species_keys_must_give_every_species_of_the_system():
+    cfg = ka_config()
+    cfg["hops"]["p_c_A2"] = {"Si": 1.5, "O": 2.0, "A": 2.3}  # silica's come from config.yaml
+    with pytest.raises(SoftnessError, match=r"'hops.p_c_A2' gives no value for species B of system kob_an"):
+        config.resolve(cfg)
+
+
+@pytest.mark.parametrize("name,potential_cfg", [("silica", {"cutoff_A": 7.0}), ("kob_andersen", {})])
+def test_the_cheap_cutoff_of_the_config_checks_is_the_potentials(name, potential_cfg):
+    """The config checks use cutoff_A() (no JAX at config time); it must be the built potential's."""
+    from softness import systems
+
+    system = systems.get(name)
+    assert system.cutoff_A(potential_cfg) == system.potential(potential_cfg).cutoff_A

@@ -28,9 +28,10 @@ Q = 1.7  # 1/A, the default dynamics.q_inv_A
 
 
 def write_trajectory(path, unwrapped, species, box, dt_fs, *, temperature_K=3500.0, time_fs=None,
-                     attrs=None, potential_energy=None):
-    """Write unwrapped positions [F, N, 3] as an H5MD trajectory (wrapped + image flags), with
-    extra root ``attrs`` and a per-frame ``potential_energy`` observable (kcal/mol) if given."""
+                     attrs=None, potential_energy=None, species_names=("Si", "O")):
+    """Write unwrapped positions [F, N, 3] as an H5MD trajectory (wrapped + image flags) of the
+    species ``species_names``, with extra root ``attrs`` and a per-frame ``potential_energy``
+    observable (kcal/mol) if given."""
     images = np.floor(unwrapped / box).astype(np.int32)
     n_frames = unwrapped.shape[0]
     time_fs = np.arange(n_frames) * dt_fs if time_fs is None else time_fs
@@ -38,7 +39,7 @@ def write_trajectory(path, unwrapped, species, box, dt_fs, *, temperature_K=3500
     with atomic_h5(path, "run", {}) as f:
         f.attrs["temperature_K"] = temperature_K
         f.attrs.update(attrs or {})
-        w = H5MDWriter(f, species, np.where(np.asarray(species) == 0, 28.0855, 15.9994), [box] * 3,
+        w = H5MDWriter(f, species, np.full(len(species), 20.0), [box] * 3, species_names=species_names,
                        observables=tuple(observables))
         w.append(np.arange(n_frames), time_fs, unwrapped - images * box, images, observables=observables)
     return path
@@ -417,3 +418,55 @@ def test_dynamics_file_flags_a_drifting_potential_energy(tmp_path, caplog):
                         rtol=1e-12)
         assert (abs(r["attrs"]["potential_energy_drift_sigmas"]) > DRIFT_SIGMAS) == drifts
         assert [("not stationary" in m.getMessage()) for m in caplog.records] == ([True] if drifts else [])
+
+
+# ---------------------------------------------------------------------------- any species
+
+def test_three_species_random_walkers(tmp_path):
+    """A made-up system of three species X, Y, Z (interleaved) walking with different known D:
+    D, tau_alpha = 1 / (q^2 D) and the MSD of each species come out per species in the file's
+    species order; the product stores the trajectory's names and system."""
+    rng = np.random.default_rng(20)
+    names = ("X", "Y", "Z")
+    species = rng.permutation(np.repeat([0, 1, 2], [120, 150, 180]))
+    d_true = np.array([0.003, 0.0015, 0.006])  # A^2/fs, not in order of species number
+    dt, n_frames, box = 10.0, 201, 20.0
+    x = random_walk(rng, n_frames, species, d_true, dt, box)
+    path = write_trajectory(tmp_path / "traj.h5", x, species, box, dt, species_names=names,
+                            attrs={"system": "made_up"})
+    dynamics_file(config.resolve({"dynamics": {"n_blocks": 2}}), path, tmp_path / "dyn.h5")
+    r = read(tmp_path / "dyn.h5")
+    assert [n.decode() for n in r["species_names"]] == list(names) and r["attrs"]["system"] == "made_up"
+    n_lags = len(r["lag_time_fs"])
+    assert r["msd_A2"].shape == r["F_s"].shape == (3, n_lags)
+    assert r["D_blocks_A2_per_fs"].shape == r["tau_alpha_blocks_fs"].shape == (3, 2)
+    assert r["attrs"]["blocks_too_short"].shape == (3,)
+    lag_t = r["lag_time_fs"]
+    half = lag_t <= lag_t[-1] / 2
+    for s in range(3):
+        rel_err = np.sqrt(4 * lag_t[half] / (9 * lag_t[-1] * np.sum(species == s)))
+        assert np.all(np.abs(r["msd_A2"][s][half] / (6 * d_true[s] * lag_t[half]) - 1) < 4 * rel_err)
+    # (the error of 2 blocks scatters widely: a loose bound on it, and the values to 3 errors)
+    assert np.all(r["D_err_A2_per_fs"] < 0.2 * d_true)
+    assert np.all(np.abs(r["D_A2_per_fs"] - d_true) < 3 * r["D_err_A2_per_fs"])
+    assert_array_equal(r["diffusive"], [True, True, True])
+    assert_array_equal(r["tau_alpha_reached"], [True, True, True])
+    assert_allclose(r["tau_alpha_fs"], 1 / (Q**2 * d_true), rtol=0.06)
+
+
+def test_one_species_liquid(tmp_path, caplog):
+    """A one-species liquid: every per-species result has one entry, named after the species."""
+    rng = np.random.default_rng(21)
+    species = np.zeros(200, int)
+    x = random_walk(rng, FRAMES_WALK, species, [0.004], DT_WALK, 20.0)
+    path = write_trajectory(tmp_path / "traj.h5", x, species, 20.0, DT_WALK, species_names=("A",))
+    cfg = config.resolve({"dynamics": {"n_blocks": 20}})  # blocks too short: warned, naming A
+    with caplog.at_level(logging.WARNING):
+        dynamics_file(cfg, path, tmp_path / "dyn.h5")
+    r = read(tmp_path / "dyn.h5")
+    assert [n.decode() for n in r["species_names"]] == ["A"] and "system" not in r["attrs"]
+    assert r["D_A2_per_fs"].shape == (1,) and r["msd_A2"].shape == (1, len(r["lag_time_fs"]))
+    assert abs(r["D_A2_per_fs"][0] - 0.004) < 3 * r["D_err_A2_per_fs"][0]
+    assert_allclose(r["tau_alpha_fs"], [1 / (Q**2 * 0.004)], rtol=0.06)
+    warned = [m.getMessage() for m in caplog.records]
+    assert warned and all(m.startswith("A:") for m in warned)

@@ -7,25 +7,30 @@ from softness import cli, config
 from softness.errors import SoftnessError
 from softness.hops import (
     event_max_histogram,
+    event_statistics,
     hops_file,
     p_hop,
     p_hop_histogram,
     plot_p_hop_histogram,
     rearrangement_events,
     rearrangement_labels,
+    write_hops_datasets,
 )
 from softness.io import atomic_h5
 from softness.trajectory import H5MDWriter
 
 
-def write_trajectory(path, unwrapped, species, box, dt_fs, *, temperature_K=3000.0, dtype=np.float32):
-    """Write unwrapped positions [F, N, 3] as an H5MD trajectory (wrapped + image flags)."""
+def write_trajectory(path, unwrapped, species, box, dt_fs, *, temperature_K=3000.0, dtype=np.float32,
+                     species_names=("Si", "O"), attrs=None):
+    """Write unwrapped positions [F, N, 3] as an H5MD trajectory (wrapped + image flags) of the
+    species ``species_names`` (indexed by the numbers in ``species``), with extra root ``attrs``."""
     images = np.floor(unwrapped / box).astype(np.int32)
     wrapped = unwrapped - images * box
     n_frames = unwrapped.shape[0]
     with atomic_h5(path, "run", {}) as f:
         f.attrs["temperature_K"] = temperature_K
-        w = H5MDWriter(f, species, np.where(np.asarray(species) == 0, 28.0855, 15.9994), [box] * 3,
+        f.attrs.update(attrs or {})
+        w = H5MDWriter(f, species, np.full(len(species), 20.0), [box] * 3, species_names=species_names,
                        dtype=dtype)
         w.append(np.arange(n_frames) * 10, np.arange(n_frames) * dt_fs, wrapped, images)
     return path
@@ -245,6 +250,7 @@ def test_p_hop_histograms_are_per_species(tmp_path):
     events = np.where(np.isfinite(p), (rng.random(p.shape) < 0.1).astype(np.int8), -1).astype(np.int8)
     with atomic_h5(path, "hops", {}) as f:
         f["p_hop"], f["species"], f["events"] = p32, species, events
+        f["species_names"] = np.array(["Si", "O"], dtype="S")
         f["thresholds/p_c_A2"], f["thresholds/p_quiet_A2"] = [0.8, 1.0], [0.45, 0.6]
         f.attrs["temperature_K"] = 3000.0
     fig = plot_p_hop_histogram([path], bins=bins)
@@ -336,14 +342,19 @@ def jump_trajectory(rng, n_atoms, n_frames, q_per_frame, dead_frames, a=1.5, noi
     return x, jumps
 
 
-def hops_of_jumping_atoms(tmp_path, rng, species, n_frames, q_per_frame, dead_frames, dt=10.0, h=5):
-    """:func:`jump_trajectory` written as a trajectory (frames every ``dt`` fs) and run through the
-    hops stage with t_R = 2 h dt and p_c = 0.6 A^2 for both species; returns the hops file and
-    the true jumps [F, N]."""
+def hops_of_jumping_atoms(tmp_path, rng, species, n_frames, q_per_frame, dead_frames, dt=10.0, h=5, *,
+                          species_names=("Si", "O"), p_c=None, attrs=None):
+    """:func:`jump_trajectory` written as a trajectory (frames every ``dt`` fs) of the species
+    ``species_names`` and run through the hops stage with t_R = 2 h dt, p_c = 0.6 A^2 for every
+    species (or the mapping ``p_c``) and p_quiet = 0.1 A^2; returns the hops file and the true
+    jumps [F, N]."""
     x, jumps = jump_trajectory(rng, species.size, n_frames, q_per_frame, dead_frames)
-    path = write_trajectory(tmp_path / "traj.h5", x, species, 20.0, dt)
-    cfg = config.resolve({"hops": {"t_R_fs": 2 * h * dt, "t_quiet_fs": 100.0,
-                                   "p_c_A2": {"Si": 0.6, "O": 0.6}, "p_quiet_A2": {"Si": 0.1, "O": 0.1}}})
+    path = write_trajectory(tmp_path / "traj.h5", x, species, 20.0, dt, species_names=species_names,
+                            attrs=attrs)
+    cfg = config.resolve({"hops": {"t_R_fs": 2 * h * dt, "t_quiet_fs": 100.0}})
+    # (set after resolving: the thresholds are keyed by the trajectory's species, whatever the system)
+    cfg["hops"]["p_c_A2"] = dict(p_c) if p_c is not None else {name: 0.6 for name in species_names}
+    cfg["hops"]["p_quiet_A2"] = {name: 0.1 for name in species_names}
     hops_file(cfg, path, tmp_path / "hops.h5")
     return tmp_path / "hops.h5", jumps
 
@@ -416,3 +427,100 @@ def test_events_agree_with_explicit_loops_on_noisy_p_hop():
     for h in (1, 3, 8):
         expected = events_loops(p, p_c[species], h)
         assert_array_equal(rearrangement_events(p, species, p_c, h, atom_chunk=4), expected)
+
+
+# ---------------------------------------------------------------------------- any species
+
+NAMES3 = ("X", "Y", "Z")
+
+
+def test_three_species_jumping_at_known_rates(tmp_path):
+    """A made-up system of three species X, Y, Z (interleaved) jumping at different known Poisson
+    rates, with thresholds given by name in another order than the species numbers: the hops
+    stage finds each species' rate within its Poisson error, labels with each species' own p_c,
+    stores the trajectory's names and system, and the calibration figure has one column per
+    species."""
+    rng = np.random.default_rng(60)
+    n_frames, dt, h, dead = 1500, 10.0, 5, 30
+    species = rng.permutation(np.repeat([0, 1, 2], [60, 80, 100]))
+    q = np.array([0.005, 0.015, 0.04])[species]
+    p_c = {"Z": 1.2, "X": 0.4, "Y": 0.8}  # all below a^2 = 2.25, above the rattle (~0.01 A^2)
+    path, jumps = hops_of_jumping_atoms(tmp_path, rng, species, n_frames, q, dead, dt, h,
+                                        species_names=NAMES3, p_c=p_c, attrs={"system": "made_up"})
+    with h5py.File(path) as f:
+        names = tuple(n.decode() for n in f["species_names"][()])
+        system = f.attrs["system"]
+        events, p, labels = f["events"][()], f["p_hop"][()], f["labels"][()]
+        n_events, rate = f["n_events"][()], f["rearrangement_rate_per_fs"][()]
+        thresholds, peak_counts = f["thresholds/p_c_A2"][()], f["event_p_hop_max/counts"][()]
+    assert names == NAMES3 and system == "made_up"
+    assert_array_equal(thresholds, [0.4, 0.8, 1.2])
+    assert n_events.shape == rate.shape == (3,) and peak_counts.shape[0] == 3
+    located = np.zeros(n_frames, bool)
+    located[h + 1:n_frames - h] = True
+    assert_array_equal(events == 1, jumps & located[:, None])
+    n_located = located.sum()
+    for s in range(3):
+        mine = species == s
+        r_true = 1 / (dead + 1 / q[mine][0]) / dt  # events per atom per fs
+        expected = r_true * mine.sum() * n_located * dt
+        assert abs(n_events[s] - expected) < 4 * np.sqrt(expected), (NAMES3[s], n_events[s], expected)
+        assert abs(rate[s] - r_true) < 4 * np.sqrt(expected) / (mine.sum() * n_located * dt)
+        assert peak_counts[s].sum() == n_events[s]
+    # The rates are told apart: each differs from the next by many Poisson errors.
+    assert rate[0] < rate[1] < rate[2]
+    # Rearranging exactly where p_hop exceeds the atom's own species' threshold.
+    p_c_atom = np.array([0.4, 0.8, 1.2])[species]
+    assert_array_equal(labels == 1, np.nan_to_num(p, nan=-1.0) > p_c_atom.astype(np.float32))
+    assert np.any((p > 0.4) & (p <= 1.2) & (labels != 1)) and np.any((p > 0.4) & (labels == 1))
+
+    fig = plot_p_hop_histogram([path], bins=np.logspace(-4, 1, 51))
+    panels = {ax.get_title(): ax for ax in fig.axes}
+    for s, name in enumerate(NAMES3):
+        assert_allclose([ln.get_xdata()[0] for ln in panels[name].get_lines()[1:]], [thresholds[s], 0.1])
+        label = panels[f"{name} events: excursion maxima"].get_lines()[0].get_label()
+        assert label == f"3000 K ({n_events[s]} events)"
+
+
+def test_thresholds_missing_a_species_of_the_trajectory_is_a_clear_error(tmp_path):
+    rng = np.random.default_rng(61)
+    species = np.array([0, 1, 2, 2])
+    x, _ = jump_trajectory(rng, 4, 60, 0.05, 10)
+    path = write_trajectory(tmp_path / "traj.h5", x, species, 20.0, 10.0, species_names=NAMES3)
+    out = tmp_path / "hops.h5"
+    for key in ("p_c_A2", "p_quiet_A2"):
+        cfg = config.resolve({"hops": {"t_R_fs": 100.0, "t_quiet_fs": 100.0}})
+        cfg["hops"]["p_c_A2"] = {"X": 0.6, "Y": 0.6, "Z": 0.6}
+        cfg["hops"]["p_quiet_A2"] = {"X": 0.1, "Y": 0.1, "Z": 0.1}
+        del cfg["hops"][key]["Z"]
+        cfg["hops"][key]["Si"] = 0.5  # a value for a species the file does not have is no help
+        with pytest.raises(SoftnessError) as err:
+            hops_file(cfg, path, out)
+        assert str(err.value) == f"config key 'hops.{key}' has no value for species 'Z' of trajectory {path}."
+    assert not out.exists()
+
+
+def test_hops_datasets_take_species_names_from_the_source_product(tmp_path):
+    """write_hops_datasets called without species_names (as softness.planted does) names the
+    species of the product it is made from: its /species_names and system."""
+    source = tmp_path / "features.h5"
+    with atomic_h5(source, "features", {}) as f:
+        f["species_names"] = np.array(NAMES3, dtype=h5py.string_dtype("utf-8"))
+        f.attrs["system"] = "made_up"
+    species = np.array([2, 0, 1, 1])
+    events = np.zeros((30, 4), np.int8)
+    events[10, [0, 2]] = 1
+    p = np.where(events == 1, 2.0, 0.01)
+    stats = event_statistics(events, species, 10.0, 2, 3)
+    assert_array_equal(stats["n_events"], [0, 1, 1])
+    with atomic_h5(tmp_path / "hops.h5", "hops", {}) as f:
+        write_hops_datasets(f, p_hop_values=p, labels=np.zeros_like(events), events=events, stats=stats,
+                            species=species, frames=np.arange(30), step=np.arange(30),
+                            time_fs=np.arange(30) * 10.0, p_c=np.array([0.5, 0.6, 0.7]),
+                            p_quiet=np.array([0.1, 0.1, 0.1]), dt_fs=10.0, half_window=2, quiet_half_window=2,
+                            temperature_K=300.0, source=source)
+    with h5py.File(tmp_path / "hops.h5") as f:
+        assert [n.decode() for n in f["species_names"][()]] == list(NAMES3)
+        assert f.attrs["system"] == "made_up"
+        assert_array_equal(f["n_events"][()], [0, 1, 1])
+        assert_array_equal(f["event_p_hop_max/counts"][()].sum(axis=1), [0, 1, 1])

@@ -273,7 +273,7 @@ def test_species_masses_boxes_and_random_packing():
     assert_array_equal(np.bincount(species), [800, 200])
     assert_array_equal(species[:800], 0)  # A first, then B
     assert [ka.SPECIES_NAMES[s] for s in (0, 1)] == ["A", "B"]
-    assert_array_equal(ka.masses_for(species), 1.0)
+    assert_array_equal(ka.masses_for(species), ka.MASS_AMU)
     with pytest.raises(SoftnessError, match="multiple of 5"):
         ka.species_for(998)
     box = ka.box_for(1000)
@@ -296,3 +296,135 @@ def test_check_box_refuses_boxes_below_twice_the_largest_cutoff():
     ka.check_box(ka.box_for(160))
     with pytest.raises(SoftnessError, match="shorter than twice"):
         ka.check_box(ka.box_for(145), what="the initial box")
+
+
+# ---------------------------------------------------------------------------- argon units
+
+def test_reduced_units_are_the_argon_mapping_in_si():
+    """sigma 3.405 A, eps / k_B 119.8 K, m 39.948 amu: tau, eps and eps / sigma^3 recomputed in SI."""
+    k_b, n_a, amu = 1.380649e-23, 6.02214076e23, 1.66053906660e-27
+    eps_j, sigma_m = 119.8 * k_b, 3.405e-10
+    ru = ka.REDUCED_UNITS
+    assert ru["length_A"] == 3.405 and ru["temperature_K"] == 119.8 and ru["mass_amu"] == 39.948
+    assert ru["energy_kcal_mol"] == pytest.approx(eps_j * n_a / 4184.0, rel=1e-12)
+    # The pipeline's amu is 1 g / N_A, CODATA's 1.66053906660e-27 kg differs by 3e-10.
+    assert ru["time_fs"] == pytest.approx(sigma_m * np.sqrt(39.948 * amu / eps_j) * 1e15, rel=1e-8)
+    assert ru["time_fs"] == pytest.approx(2156.3, abs=0.05)
+    assert ru["pressure_GPa"] == pytest.approx(eps_j / sigma_m**3 / 1e9, rel=1e-12)
+
+
+def test_argon_mapped_kernel_is_the_reduced_kernel_scaled():
+    """``ka.potential().pair`` at r2 sigma^2 gives eps u*(r2) and eps / sigma^2 (-u*'/r)(r2), for
+    every pair type and distances on both sides of each cutoff (float64, 1e-12)."""
+    import jax.numpy as jnp
+
+    real, reduced = ka.potential().pair, ka.ka_pair_potential()
+    sigma, eps = ka.REDUCED_UNITS["length_A"], ka.REDUCED_UNITS["energy_kcal_mol"]
+    assert real.cutoff == pytest.approx(2.5 * sigma, rel=1e-15) and reduced.cutoff == 2.5
+    assert ka.potential().cutoff_A == pytest.approx(2.5 * sigma, rel=1e-15)
+    r = np.linspace(0.75, 2.6, 300)
+    with md.precision_scope("float64") as dtype:
+        for p in range(4):
+            pair = jnp.full(len(r), p)
+            u_red, f_red = (np.asarray(x) for x in reduced.kernel(jnp.asarray(r * r), pair, dtype))
+            u_real, f_real = (np.asarray(x) for x in real.kernel(jnp.asarray((r * sigma) ** 2), pair, dtype))
+            assert np.count_nonzero(u_red) > 100 and np.count_nonzero(u_red == 0) > 3  # both sides of r_c
+            assert_allclose(u_real / eps, u_red, rtol=1e-12, atol=1e-12 * np.abs(u_red).max())
+            assert_allclose(f_real * sigma**2 / eps, f_red, rtol=1e-12, atol=1e-12 * np.abs(f_red).max())
+
+
+def test_argon_mapped_configuration_energy_is_the_reduced_energy():
+    """On a random liquid: energy and virial of ``ka.potential().pair`` at positions x 3.405 A, over
+    eps in kcal/mol, equal the reduced ones and the brute force (float64, 1e-12); forces x sigma / eps."""
+    import jax.numpy as jnp
+
+    positions, species, box = _random_liquid(N, 4)
+    e_bf, f_bf, w_bf, _ = _brute_force(positions, box, species)
+    sigma, eps = ka.REDUCED_UNITS["length_A"], ka.REDUCED_UNITS["energy_kcal_mol"]
+    with md.precision_scope("float64") as dtype:
+        e_red, f_red, w_red = _ours(positions, dtype)
+        vl = engine.verlet_list(box * sigma, 2.5 * sigma, 0.3 * sigma)
+        R = jnp.asarray(positions * sigma, dtype)
+        out = engine.pair_forces(ka.potential().pair, box * sigma, species, energy=True)(R, vl.allocate(R))
+    assert float(out.energy) / eps == pytest.approx(e_red, rel=1e-12)
+    assert float(out.energy) / eps == pytest.approx(e_bf, rel=1e-12)
+    assert float(out.virial) / eps == pytest.approx(w_bf, rel=1e-12)
+    assert float(out.virial) / eps == pytest.approx(w_red, rel=1e-12)
+    assert _relative(np.asarray(out.force) * sigma / eps, f_bf) < 1e-12
+
+
+# ---------------------------------------------------------------------------- the state point
+
+T_STAR = 1.028
+# Pedersen, Schroeder and Dyre, PRL 120, 165501 (2018), figure 4 data at rho 1.2, T 1.028:
+# U/N = -5.974 and virial W/N = 7.444, so p = rho (T + W/N) = 10.17 (eps, sigma units).
+PEDERSEN_U, PEDERSEN_P = -5.974, 1.2 * (T_STAR + 7.444)
+
+
+@pytest.fixture(scope="module")
+def state_point():
+    """NVT of the argon-mapped liquid through md.relax and md.Engine, as a run does: N = 500 at
+    rho 1.2 (box 7.47 sigma > 2 x 2.5), T* = 1.028, dt 0.005 tau, Nose-Hoover 1 tau, 10 tau of
+    equilibration from a relaxed random packing, then 20 tau with a frame every 0.2 tau.
+
+    Returns (frames in the engine's units, positions of the last frame, species, box)."""
+    import jax
+
+    ru = ka.REDUCED_UNITS
+    tau_fs, T_K = ru["time_fs"], T_STAR * ru["temperature_K"]
+    st = ka.initial_structure({"n_particles": 500, "number_density": 1.2, "initial_structure": "random"},
+                              np.random.default_rng(3))
+    with md.precision_scope("float32") as dtype:
+        e = md.Engine(st.species, ka.masses_for(st.species), st.box, potential=ka.potential(), ensemble="nvt",
+                      timestep_fs=0.005 * tau_fs, thermostat_tau_fs=tau_fs, skin_A=0.3 * ka.SIGMA_A,
+                      dtype=str(dtype), frame_every=40, frames_per_chunk=100)
+        c = e.init(md.relax(e, st.positions, 300), key=jax.random.PRNGKey(3), temperature_K=T_K)
+        sched = md.schedule(T_K)
+        c, _ = e.advance(c, sched, 0, 0, 2000)  # 10 tau
+        e.check(c, {})
+        c, frames = e.advance(c, sched, 40, 100, 0)  # 20 tau
+        e.check(c, frames)
+    return frames, st.species, st.box
+
+
+def test_state_point_thermodynamics_match_pedersen(state_point):
+    """U/N, p and the kinetic T* of a short N = 500 run against the reference (loose).
+
+    benchmarks/ka_state_point.py runs the tight check (N = 1000, 500 tau: U/N -5.965 +- 0.003,
+    p 10.22 +- 0.02 in float32). For this run's length, six seeds gave U/N -5.961 to -5.977
+    (block errors 0.01-0.02), p 10.14 to 10.28 (0.05-0.15) and mean T* 1.028 to 1.041 (<= 0.01).
+    The bounds, 0.06 eps and 0.4 eps / sigma^3, are ~4 of the largest errors, yet far tighter
+    than what a broken mapping moves: leaving out the energy shift lowers U/N by ~0.5, the kinetic
+    part of the pressure is rho T = 1.23, and T* off by 10 % moves p by ~0.5."""
+    frames, species, box = state_point
+    ru = ka.REDUCED_UNITS
+    n = len(species)
+    u = frames["potential_energy"] / n / ru["energy_kcal_mol"]
+    p = frames["pressure"] / ru["pressure_GPa"]
+    t = frames["kinetic_temperature"] / ru["temperature_K"]
+    assert_allclose(frames["target_temperature"] / ru["temperature_K"], T_STAR, rtol=1e-6)
+    assert u.mean() == pytest.approx(PEDERSEN_U, abs=0.06)
+    assert p.mean() == pytest.approx(PEDERSEN_P, abs=0.4)
+    assert t.mean() == pytest.approx(T_STAR, abs=0.03)
+    # Instantaneous T* of 500 particles fluctuates by ~ T sqrt(2 / 3N) = 0.037 (canonical).
+    assert 0.015 < t.std() < 0.08
+
+
+def test_state_point_frames_are_the_brute_force_energy_and_pressure(state_point):
+    """The last frame's potential energy and pressure, converted to reduced units, are the
+    float64 brute force at its positions / 3.405 A: U and rho T_kin + W / 3V, so the frame
+    pressure holds the kinetic part and the GPa conversion is eps / sigma^3 (float32 rounding)."""
+    frames, species, box = state_point
+    ru = ka.REDUCED_UNITS
+    n = len(species)
+    box_red = box / ru["length_A"]
+    positions = frames["position"][-1].astype(np.float64) / ru["length_A"]
+    e_bf, _, w_bf, (u_scale, _, w_scale) = _brute_force(positions, box_red, species)
+    volume = float(np.prod(box_red))
+    t_kin = float(frames["kinetic_temperature"][-1]) / ru["temperature_K"]
+    u_frame = float(frames["potential_energy"][-1]) / ru["energy_kcal_mol"]
+    assert u_frame == pytest.approx(e_bf, abs=1e-5 * u_scale)
+    p_bf = n / volume * t_kin + w_bf / (3 * volume)
+    p_frame = float(frames["pressure"][-1]) / ru["pressure_GPa"]
+    assert p_frame == pytest.approx(p_bf, abs=1e-5 * w_scale / volume)
+    assert frames["position"].shape == (100, n, 3)

@@ -44,7 +44,7 @@ def group(tmp_path_factory):
 
 
 def _unwrapped(data):
-    box = data["particles/all/box/edges"]
+    box = data["particles/all/box/edges/value"][:, None, :]
     return data["particles/all/position/value"] + data["particles/all/image/value"] * box
 
 

@@ -159,7 +159,8 @@ def test_planted_hops_file_labels_events_as_the_hops_stage_does(tmp_path):
     frames = np.arange(120)
     params = [{"E0_K": 1.0, "e_K": 2.0, "Sigma": 3.0, "c_K2": 0.0, "T_mid_K": 3500.0}] * 2
     stats = planted.write_planted_hops(cfg, tmp_path / "h.h5", events, frames, frames * DT_FS, species,
-                                       3000.0, params, "features.h5")
+                                       3000.0, params, "features.h5", species_names=("Si", "O"),
+                                       system="silica")
     q = 5  # t_quiet 500 fs = 2 q frames of 50 fs
     with h5py.File(tmp_path / "h.h5") as f:
         labels, ev = f["labels"][()], f["events"][()]
@@ -168,6 +169,7 @@ def test_planted_hops_file_labels_events_as_the_hops_stage_does(tmp_path):
         assert np.all(np.isfinite(f["p_hop"][()]))
         assert_array_equal(f["n_events"][()], [events[:, :20].sum(), events[:, 20:].sum()])
         assert_array_equal(f.attrs["planted_e_K"], [2.0, 2.0])
+        assert [n.decode() for n in f["species_names"][()]] == ["Si", "O"] and f.attrs["system"] == "silica"
     assert_array_equal(ev, events)
     assert_array_equal(stats["n_events"], [events[:, :20].sum(), events[:, 20:].sum()])
     # Brute force: 1 at the events; 0 where the 2 q + 1 frames centred on the frame hold no event.
@@ -302,6 +304,68 @@ def test_a_planted_non_arrhenius_P_R_is_flagged_by_the_curvature_test(planted_ru
             least = 0.6 * fitted.sum() if run == "oracle" else 1
             assert rec["curved"][s].sum() >= least, (run, s, rec["curved"])
         assert rec["curved"].sum() >= 0.5 * rec["fitted"].sum()
+
+
+XYZ = ("X", "Y", "Z")
+
+
+def test_a_plant_on_three_species_comes_back_for_each(tmp_path, caplog):
+    """Species come from the features files: three made-up species, each with its own planted
+    barrier (from its own range of y), each recovered by the oracle and the learned softness; the
+    per-species thresholds are looked up by name, and a species without one is refused."""
+    rng = np.random.default_rng(11)
+    temps = TEMPS[::2] + [TEMPS[-1]]  # 2800, 3300, 4200, 4700 K
+    n_atoms, n_frames = 240, 200
+    species = np.arange(n_atoms) * 3 // n_atoms
+    for t in temps:
+        spread = np.array([1.0, 1.5, 0.7])[species][None, :, None]
+        x = rng.normal(size=(n_frames, n_atoms, N_FEATURES)) * spread
+        write_features(tmp_path / f"features_{t:g}.h5", x.astype(np.float32), np.arange(n_frames), species, t,
+                       species_names=XYZ, system="made_up")
+        tau = 1e3 * np.exp(2e4 / t)
+        write_dynamics(tmp_path / f"dynamics_{t:g}.h5", t, [tau, 0.7 * tau, 0.5 * tau],
+                       [1e-4 * np.exp(-2e4 / t)] * 3, species_names=XYZ)
+    cfg, _ = _config(tmp_path)
+    cfg = {**cfg, "temperatures_K": temps,
+           "hops": {**cfg["hops"], "p_c_A2": {"X": 1.0, "Y": 2.0, "Z": 3.0},
+                    "p_quiet_A2": {"X": 0.5, "Y": 1.0, "Z": 1.5}}}
+    features = [tmp_path / f"features_{t:g}.h5" for t in temps]
+    dynamics = [tmp_path / f"dynamics_{t:g}.h5" for t in temps]
+    res = planted.planted_file(cfg, features, dynamics, tmp_path / "p.h5", work=tmp_path / "work",
+                               summary_json=tmp_path / "p.json", P_min=3e-3)
+    assert res["species_names"] == XYZ
+    plant = res["planted"]
+    assert plant["u"].shape == (3, N_FEATURES) and plant["n_events"].shape == (3, len(temps))
+    assert np.all(plant["n_events"] > 200)
+    # Each species' y has zero mean and unit variance at T_train, whatever its features' spread.
+    with h5py.File(res["files"]["oracle"][0]) as f:
+        y = f["softness"][()]
+        assert [n.decode() for n in f["species_names"][()]] == list(XYZ) and f.attrs["system"] == "made_up"
+    for sp in range(3):
+        assert y[:, species == sp].mean() == pytest.approx(0.0, abs=1e-5)
+        assert y[:, species == sp].std() == pytest.approx(1.0, rel=1e-5)
+    # The planted hops files carry the names and each species' own thresholds.
+    with h5py.File(res["files"]["hops"][0]) as f:
+        assert [n.decode() for n in f["species_names"][()]] == list(XYZ)
+        assert_array_equal(f["thresholds/p_c_A2"][()], [1.0, 2.0, 3.0])
+        p_hop, events = f["p_hop"][()], f["events"][()]
+        atoms = np.nonzero(events == 1)[1]
+        assert_allclose(p_hop[events == 1], 2 * np.array([1.0, 2.0, 3.0])[species[atoms]])
+    for run in ("oracle", "learned"):
+        rec = res[run]
+        assert np.all(rec["n_bins_fitted"] >= 4), run
+        assert np.all(np.abs(rec["e1_K"]["pull"]) < 3.5), (run, rec["e1_K"]["pull"])
+        assert np.all(rec["e1_K"]["error"] < 0.5 * plant["e_K"])
+    assert np.all(res["alignment"]["cosine"] > 0.8)
+    summary = json.loads((tmp_path / "p.json").read_text())
+    assert list(summary["species"]) == list(XYZ)
+    with h5py.File(tmp_path / "p.h5") as f:
+        assert [n.decode() for n in f["species_names"][()]] == list(XYZ) and f.attrs["system"] == "made_up"
+    # A species of the files without a threshold: one sentence naming the key, the species and the file.
+    cfg["hops"]["p_quiet_A2"] = {"X": 0.5, "Y": 1.0}
+    with pytest.raises(planted.SoftnessError, match="config key 'hops.p_quiet_A2' has no value for species "
+                                                    "'Z' of features file"):
+        planted.planted_barrier_test(cfg, features, dynamics, tmp_path / "work2")
 
 
 def test_planted_refuses_features_without_T_train(tmp_path, capsys):

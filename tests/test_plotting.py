@@ -1,4 +1,7 @@
-"""The figures: physics helpers against references, every figure on synthetic data."""
+"""The figures: physics helpers against references, every figure on synthetic data, for any
+number of species (silica Si/O, Kob-Andersen A/B with its reduced units, a made-up X/Y/Z)."""
+
+import json
 
 import h5py
 import nbformat
@@ -6,8 +9,12 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from softness import plotting, units
+from softness import plotting, systems, units
 from softness.errors import SoftnessError
+from softness.trajectory import H5MDWriter
+
+SILICA = ("Si", "O")
+XYZ = ("X", "Y", "Z")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -25,9 +32,10 @@ def _labels(fig):
 
 # ---------------------------------------------------------------------------- g(r)
 
-def _brute_force_rdf_counts(pos, box, species, edges):
-    counts = np.zeros((3, edges.size - 1))
-    pair_of = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 2}
+def _brute_force_rdf_counts(pos, box, species, edges, n_species=2):
+    pairs = [(a, b) for a in range(n_species) for b in range(a, n_species)]
+    counts = np.zeros((len(pairs), edges.size - 1))
+    pair_of = {**{p: k for k, p in enumerate(pairs)}, **{p[::-1]: k for k, p in enumerate(pairs)}}
     for i in range(len(pos)):
         for j in range(len(pos)):
             if i == j:
@@ -41,29 +49,45 @@ def _brute_force_rdf_counts(pos, box, species, edges):
     return counts
 
 
-def test_pair_correlation_matches_brute_force_histogram():
+@pytest.mark.parametrize("n_species", [1, 2, 3])
+def test_pair_correlation_matches_brute_force_histogram(n_species):
     rng = np.random.default_rng(3)
     box = np.array([9.0, 10.0, 11.0])
     pos = rng.uniform(0, 1, (40, 3)) * box
-    species = rng.integers(0, 2, 40)
+    species = rng.integers(0, n_species, 40)
     r, g = plotting.pair_correlation(pos, box, species, dr_A=0.25, atom_chunk=7)
     edges = np.arange(r.size + 1) * 0.25
-    counts = _brute_force_rdf_counts(pos, box, species, edges)
-    n = np.array([np.sum(species == 0), np.sum(species == 1)])
+    counts = _brute_force_rdf_counts(pos, box, species, edges, n_species)
+    n = np.bincount(species, minlength=n_species)
     shell = 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    pairs = [n[0] * (n[0] - 1), 2 * n[0] * n[1], n[1] * (n[1] - 1)]
+    pairs = [n[a] * (n[a] - 1) if a == b else 2 * n[a] * n[b] for a, b in plotting.species_pairs(n_species)]
     expected = counts / (np.array(pairs)[:, None] / np.prod(box) * shell)
     assert r[-1] < 0.5 * box.min()
+    assert g.shape == (n_species * (n_species + 1) // 2, r.size)
     assert_allclose(g, expected, rtol=1e-12)
 
 
-def test_pair_correlation_of_an_ideal_gas_is_one():
+def test_pair_correlation_has_a_row_for_a_species_without_atoms():
+    rng = np.random.default_rng(5)
+    pos = rng.uniform(0, 10.0, (30, 3))
+    species = rng.integers(0, 2, 30)  # species 2 of 3 has no atoms
+    r, g = plotting.pair_correlation(pos, np.full(3, 10.0), species, dr_A=0.5, n_species=3)
+    r2, g2 = plotting.pair_correlation(pos, np.full(3, 10.0), species, dr_A=0.5)
+    assert g.shape[0] == 6 and g2.shape[0] == 3
+    # rows 0-0, 0-1, 1-1 of the 3-species result are the 2-species ones; pairs with species 2 are zero
+    assert_allclose(g[[0, 1, 3]], g2, rtol=1e-12)
+    assert np.all(g[[2, 4, 5]] == 0)
+
+
+@pytest.mark.parametrize("counts", [[200, 400], [100, 200, 300]])
+def test_pair_correlation_of_an_ideal_gas_is_one(counts):
     rng = np.random.default_rng(0)
     box = np.full(3, 20.0)
-    pos = rng.uniform(0, 20.0, (20, 600, 3))
-    species = np.repeat([0, 1], [200, 400])
+    pos = rng.uniform(0, 20.0, (20, sum(counts), 3))
+    species = np.repeat(np.arange(len(counts)), counts)
     r, g = plotting.pair_correlation(pos, box, species, r_max_A=8.0, dr_A=0.5)
     far = r > 3.0
+    assert g.shape[0] == len(counts) * (len(counts) + 1) // 2
     assert_allclose(g[:, far].mean(axis=1), 1.0, atol=0.02)
 
 
@@ -101,10 +125,19 @@ def test_arrhenius_fit_uses_only_the_lowest_temperatures():
 
 # ---------------------------------------------------------------------------- figures
 
-def _synthetic_dynamics(t):
-    tau = np.stack([100 * np.exp(25000 / t), 80 * np.exp(24000 / t)], axis=1)
-    diff = 1e-2 * np.exp(-np.stack([26000 / t, 24000 / t], axis=1))
+def _synthetic_dynamics(t, n_species=2):
+    """tau_alpha and D [nT, n_species]: species k has its own prefactor and barriers."""
+    k = np.arange(n_species)
+    tau = (100 - 20 * k) * np.exp((25000 - 1000 * k) / t[:, None])
+    diff = 1e-2 * np.exp(-(26000 - 2000 * k) / t[:, None])
     return tau, diff
+
+
+def _attrs(f, system=None, config_system=None):
+    if system is not None:
+        f.attrs["system"] = system
+    if config_system is not None:
+        f.attrs["config"] = json.dumps({"system": {"name": config_system}})
 
 
 def test_relaxation_figure_reports_the_low_T_barrier(tmp_path):
@@ -118,16 +151,19 @@ def test_relaxation_figure_reports_the_low_T_barrier(tmp_path):
     assert f"{units.kcal_per_mol_to_eV(25000 * units.KB):.2f} eV" in legend
 
 
-def _dynamics_file(path, temperature, tau, diff):
+def _dynamics_file(path, temperature, tau, diff, names=SILICA, **system):
     with h5py.File(path, "w") as f:
+        _attrs(f, **system)
+        f["species_names"] = np.array(names, dtype="S")
         f.attrs["temperature_K"] = temperature
         f["tau_alpha_fs"] = tau
         f["tau_alpha_reached"] = np.isfinite(tau)
         f["D_A2_per_fs"] = diff
         f["D_err_A2_per_fs"] = 0.1 * diff
         f["lag_time_fs"] = np.arange(1.0, 5.0)
-        f["msd_A2"] = np.ones((2, 4))
-        f["F_s"] = np.ones((2, 4))
+        f["msd_A2"] = np.ones((len(names), 4))
+        f["F_s"] = np.ones((len(names), 4))
+    return path
 
 
 def test_relaxation_from_files_sorts_by_temperature(tmp_path):
@@ -146,13 +182,16 @@ def test_relaxation_from_files_sorts_by_temperature(tmp_path):
         plotting.read_dynamics([tmp_path / "missing.h5"])
 
 
-def _synthetic_arrhenius(path, t, s):
-    """An Arrhenius product that follows the softness picture exactly."""
-    e0, e1 = np.array([30000.0, 28000.0]), np.array([5000.0, 4000.0])
-    s0, s1 = np.array([2.0, 1.5]), np.array([0.5, 0.4])
-    a, b = np.array([-1.0, -0.8]), np.array([4e-4, 3e-4])
+def _synthetic_arrhenius(path, t, s, names=SILICA, **system):
+    """An Arrhenius product that follows the softness picture exactly (every species its own numbers;
+    for two species those of the silica tests)."""
+    n = len(names)
+    k = np.arange(n)
+    e0, e1 = 30000.0 - 2000 * k, 5000.0 - 1000 * k
+    s0, s1 = 2.0 - 0.5 * k, 0.5 - 0.1 * k
+    a, b = -1.0 + 0.2 * k, 4e-4 - 1e-4 * k
     de, sig = e0[:, None] - e1[:, None] * s, s0[:, None] - s1[:, None] * s
-    p = np.exp(sig[:, None, :] - de[:, None, :] / t[None, :, None])  # [2, T, S]
+    p = np.exp(sig[:, None, :] - de[:, None, :] / t[None, :, None])  # [n, T, S]
     p[0, :2, 0] = np.nan  # no events in the hardest Si bin at low T
     t_mid = np.sqrt(t[1:] * t[:-1])
     e_app = plotting.predicted_apparent_barrier(t_mid, e0[:, None], e1[:, None], s1[:, None], a[:, None],
@@ -162,16 +201,19 @@ def _synthetic_arrhenius(path, t, s):
         "bins/S_mean": s, "bin_fit/Sigma": sig, "bin_fit/Sigma_err": 0.1 + 0 * sig, "bin_fit/DeltaE_K": de,
         "bin_fit/DeltaE_K_err": 0.02 * de, "lines/e0_K": e0, "lines/e1_K": e1, "lines/Sigma0": s0,
         "lines/Sigma1": s1, "mean_softness/mean": a[:, None] + b[:, None] * t,
-        "mean_softness/err": np.full((2, t.size), 0.01), "mean_softness/a": a, "mean_softness/b_per_K": b,
+        "mean_softness/err": np.full((n, t.size), 0.01), "mean_softness/a": a, "mean_softness/b_per_K": b,
         "crossover/T_mid_K": t_mid, "crossover/E_app_rate_K": e_app,
-        "crossover/E_app_rate_K_err": np.stack([np.full(t.size - 1, 500.0), np.full(t.size - 1, 300.0)]),
-        "crossover/E_app_tau_K": np.stack([np.full(t.size - 1, 25000.0), np.full(t.size - 1, 21000.0)]),
-        "tau_fit/ln_tau0": np.array([4.0, 4.2]), "tau_fit/E_low_K": np.array([25000.0, 24000.0]),
-        "tau_fit/E_high_K": np.array([12000.0, 11000.0]), "tau_fit/T_x_K": np.array([3600.0, np.nan]),
-        "tau_fit/T_x_K_err": np.array([120.0, np.nan]),
-        "flagged_temperature": np.zeros((2, t.size), bool),
+        "crossover/E_app_rate_K_err": np.repeat((500.0 - 200 * k)[:, None], t.size - 1, axis=1),
+        "crossover/E_app_tau_K": np.repeat((25000.0 - 4000 * k)[:, None], t.size - 1, axis=1),
+        "tau_fit/ln_tau0": 4.0 + 0.2 * k, "tau_fit/E_low_K": 25000.0 - 1000 * k,
+        "tau_fit/E_high_K": 12000.0 - 1000 * k,  # no crossover fit for species 1 (NaN)
+        "tau_fit/T_x_K": np.where(k == 1, np.nan, 3600.0 - 100 * k),
+        "tau_fit/T_x_K_err": np.where(k == 1, np.nan, 120.0 - 10 * k),
+        "flagged_temperature": np.zeros((n, t.size), bool),
+        "species_names": np.array(names, dtype="S"),
     }
     with h5py.File(path, "w") as f:
+        _attrs(f, **system)
         for key, value in data.items():
             f[key] = value
         f.attrs["T_train_K"] = t.min()
@@ -349,7 +391,7 @@ def test_every_figure_draws_each_species_own_data(tmp_path):
 
     fig = plotting.classifier_figure([0.01, 0.1, 1.0], [[0.7, 0.8, 0.75], [0.6, 0.62, 0.65]],
                                      C_chosen=[0.1, 1.0], test_accuracy=[0.81, 0.66],
-                                     test_accuracy_err=[0.01, 0.02])
+                                     test_accuracy_err=[0.01, 0.02], species_names=SILICA)
     sc = _series(fig.axes[0])
     assert_allclose(sc["Si, cross-validation"][1], [0.7, 0.8, 0.75])
     assert_allclose(sc["O, cross-validation"][1], [0.6, 0.62, 0.65])
@@ -369,7 +411,7 @@ def test_softness_distribution_figure(tmp_path):
     t = [3000.0, 4000.0, 5000.0]
     values = [rng.normal(-1 + k, 1.0, (50, 30)) for k in range(3)]
     values[2][7, 3] = 1e9  # one wild value must not squash the distributions into one bin
-    fig = _saved(plotting.softness_distribution_figure(t, values, species), tmp_path)
+    fig = _saved(plotting.softness_distribution_figure(t, values, species, species_names=SILICA), tmp_path)
     assert [ax.get_title() for ax in fig.axes] == ["Si", "O"]
     lo, hi = fig.axes[0].get_xlim()
     assert -10 < lo < -2 and 2 < hi < 10
@@ -408,9 +450,289 @@ def test_classifier_from_file(tmp_path):
         f["C"] = [1.0, 1.0]
         f["accuracy"] = [0.86, 0.76]
         f["accuracy_err"] = [0.01, 0.01]
+        f["species_names"] = np.array(SILICA, dtype="S")
     fig = _saved(plotting.classifier_from_file(path), tmp_path)
     assert fig.axes[0].get_xscale() == "log"
     assert "3000 K" in fig.axes[0].get_title()
+
+
+# ---------------------------------------------------------------------------- any species, any system
+
+def _trajectory_file(path, positions, species, names, box, temperature, **system):
+    """An H5MD trajectory of wrapped ``positions`` [F, N, 3] in a cubic box."""
+    with h5py.File(path, "w") as f:
+        _attrs(f, **system)
+        f.attrs["temperature_K"] = temperature
+        w = H5MDWriter(f, species, np.full(len(species), 20.0), [box] * 3, species_names=names)
+        w.append(np.arange(len(positions)), np.arange(len(positions)) * 10.0, positions % box,
+                 np.zeros(positions.shape, np.int32))
+    return path
+
+
+def _softness_file(path, temperature, softness, species, names, **system):
+    with h5py.File(path, "w") as f:
+        _attrs(f, **system)
+        f.attrs["temperature_K"] = temperature
+        f["softness"] = softness
+        f["species"] = species
+        f["species_names"] = np.array(names, dtype="S")
+    return path
+
+
+def _model_file(path, names, **system):
+    n = len(names)
+    with h5py.File(path, "w") as f:
+        _attrs(f, **system)
+        f.attrs["T_train_K"] = 3000.0
+        f["C_grid"] = [0.01, 0.1, 1.0]
+        f["cv_accuracy_mean"] = 0.6 + 0.05 * np.arange(n)[:, None] + np.array([0.0, 0.02, 0.01])
+        f["C"] = np.full(n, 0.1)
+        f["accuracy"] = 0.62 + 0.05 * np.arange(n)
+        f["species_names"] = np.array(names, dtype="S")
+    return path
+
+
+def _legend(ax):
+    return [txt.get_text() for txt in ax.get_legend().texts]
+
+
+def _species_series(ax, names):
+    """(colour, marker) of the series labelled exactly by each species name."""
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    for c in ax.containers:
+        if c.get_label() in names:
+            lines[c.get_label()] = c.lines[0]
+    return [(lines[n].get_color(), lines[n].get_marker()) for n in names]
+
+
+def test_three_species_products_give_one_panel_or_series_per_species(tmp_path):
+    """A made-up X, Y, Z system: every figure has one panel or one legend entry per species, each
+    with that species' own numbers and its own colour and marker."""
+    t = np.linspace(2500, 5000, 6)
+    s = np.stack([np.linspace(-2, 2, 8) + 0.5 * k for k in range(3)])
+    path = tmp_path / "arrhenius.h5"
+    d = _synthetic_arrhenius(path, t, s, XYZ)
+    ev = units.eV_to_K(1.0)
+
+    fig = _saved(plotting.rearrangement_probability_from_file(path, max_bins=8), tmp_path, "pr")
+    assert [ax.get_title() for ax in fig.axes] == list(XYZ)
+    for sp, ax in enumerate(fig.axes):
+        px, py = _series(ax)[f"S = {s[sp, 4]:+.2f}"]
+        assert_allclose(py, d["P_R"][sp, :, 4])
+
+    fig = plotting.barriers_from_file(path)
+    ax_e = fig.axes[0]
+    assert [lab for lab in _legend(ax_e) if lab.endswith("per bin")] == [f"{n}, per bin" for n in XYZ]
+    for sp, name in enumerate(XYZ):
+        assert_allclose(_series(ax_e)[f"{name}, per bin"][1], d["bin_fit/DeltaE_K"][sp] / ev)
+
+    fig = plotting.crossover_from_file(path)
+    ss = _series(fig.axes[0])
+    for sp, name in enumerate(XYZ):
+        assert_allclose(ss[name][1], d["mean_softness/mean"][sp])
+    styles = _species_series(fig.axes[0], XYZ)
+    assert len(set(styles)) == 3 and len({c for c, _ in styles}) == 3 and len({m for _, m in styles}) == 3
+
+    tau, diff = _synthetic_dynamics(t, 3)
+    dyn = [_dynamics_file(tmp_path / f"d{k}.h5", t[k], tau[k], diff[k], XYZ) for k in range(t.size)]
+    fig = _saved(plotting.relaxation_from_files(dyn, path), tmp_path, "relaxation")
+    ax_tau, ax_d = fig.axes
+    for sp, name in enumerate(XYZ):
+        assert_allclose(_series(ax_tau)[name][1], tau[:, sp])
+        assert_allclose(_series(ax_d)[name][1], diff[:, sp])
+    assert [lab for lab in _legend(ax_tau) if "crossover" in lab] == ["X crossover T$_x$ = 3600 ± 120 K",
+                                                                       "Z crossover T$_x$ = 3400 ± 100 K"]
+    # the fitted D barrier of each species: 26000 - 2000 k K
+    for sp, name in enumerate(XYZ):
+        (lab,) = [lab for lab in _legend(ax_d) if lab.startswith(f"{name} Arrhenius")]
+        assert lab.endswith(f"{(26000 - 2000 * sp) / ev:.2f} eV")
+
+    rng = np.random.default_rng(6)
+    species = rng.permutation(np.repeat([0, 1, 2], [30, 20, 10]))
+    soft = [_softness_file(tmp_path / f"s{k}.h5", temp, rng.normal(species - 1.0 + 0.1 * k, 0.3, (40, 60)),
+                           species, XYZ) for k, temp in enumerate([3000.0, 4000.0])]
+    fig = plotting.softness_distribution_from_files(soft)
+    assert [ax.get_title() for ax in fig.axes] == list(XYZ)
+    for sp, ax in enumerate(fig.axes):  # <S> of species k near k - 1 (+ 0.1 per temperature)
+        means = [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert_allclose(means, [sp - 1.0, sp - 0.9], atol=0.03)
+
+    fig = plotting.classifier_from_file(_model_file(tmp_path / "model.h5", XYZ))
+    sc = _series(fig.axes[0])
+    for sp, name in enumerate(XYZ):
+        assert_allclose(sc[f"{name}, cross-validation"][1], 0.6 + 0.05 * sp + np.array([0.0, 0.02, 0.01]))
+
+
+def test_pair_correlation_of_a_three_species_ideal_gas_from_trajectories(tmp_path):
+    """g(r) for every one of the 6 pairs of X, Y, Z; for an ideal gas each is 1 at large r (no
+    correlation), within the counting noise."""
+    rng = np.random.default_rng(7)
+    box, counts = 18.0, [100, 150, 250]
+    species = rng.permutation(np.repeat([0, 1, 2], counts))
+    paths = [_trajectory_file(tmp_path / f"T{temp}.h5", rng.uniform(0, box, (12, sum(counts), 3)), species,
+                              XYZ, box, temp) for temp in (3000.0, 2000.0)]
+    fig = _saved(plotting.pair_correlation_from_files(paths, n_frames=12, r_max_A=8.0, dr_A=0.5), tmp_path)
+    assert [ax.get_title() for ax in fig.axes] == ["X-X", "X-Y", "X-Z", "Y-Y", "Y-Z", "Z-Z"]
+    for ax in fig.axes:
+        lines = [ln for ln in ax.get_lines() if ln.get_label() in ("2000 K", "3000 K")]
+        assert [ln.get_label() for ln in lines] == ["2000 K", "3000 K"]  # sorted by temperature
+        for ln in lines:
+            r, g = np.asarray(ln.get_xdata()), np.asarray(ln.get_ydata())
+            assert_allclose(g[r > 3.0].mean(), 1.0, atol=0.03)
+            assert np.all(g[r > 3.0] > 0.7) and np.all(g[r > 3.0] < 1.3)
+    assert _legend(fig.axes[2]) == ["2000 K", "3000 K"]
+
+
+def test_silica_products_keep_todays_figures(tmp_path):
+    """Silica (Si, O): two panels titled Si and O, Si blue circles, O vermillion squares, g(r) of
+    Si-Si, Si-O and O-O, temperatures in K only (no reduced axis)."""
+    t = np.linspace(2500, 5000, 6)
+    s = np.tile(np.linspace(-2, 2, 8), (2, 1))
+    path = tmp_path / "arrhenius.h5"
+    _synthetic_arrhenius(path, t, s, SILICA, system="silica")
+    fig = plotting.rearrangement_probability_from_file(path)
+    assert [ax.get_title() for ax in fig.axes] == ["Si", "O"]
+    for ax in fig.axes:
+        assert [c.get_xlabel() for c in ax.child_axes] == ["T (K)"]
+        assert_allclose(ax.child_axes[0].get_xticks(), [3000, 4000, 5000])
+    tau, diff = _synthetic_dynamics(t)
+    dyn = [tmp_path / f"d{k}.h5" for k in range(t.size)]
+    for k in range(t.size):
+        _dynamics_file(dyn[k], t[k], tau[k], diff[k], SILICA, system="silica")
+    fig = plotting.relaxation_from_files(dyn, path)
+    assert _species_series(fig.axes[0], SILICA) == [("#0072B2", "o"), ("#D55E00", "s")]
+    assert [c.get_xlabel() for c in fig.axes[0].child_axes] == ["T (K)"]
+    fig = plotting.barriers_from_file(path)
+    assert [c.get_ylabel() for c in fig.axes[0].child_axes] == ["(K)"]
+    fig = plotting.crossover_from_file(path)
+    assert fig.axes[0].child_axes == [] and fig.axes[0].get_xlabel() == "T (K)"
+
+    rng = np.random.default_rng(8)
+    species = np.repeat([0, 1], [20, 40])
+    traj = _trajectory_file(tmp_path / "traj.h5", rng.uniform(0, 12.0, (2, 60, 3)), species, SILICA, 12.0,
+                            3000.0, system="silica")
+    fig = plotting.pair_correlation_from_files([traj], r_max_A=5.0, dr_A=0.25)
+    assert [ax.get_title() for ax in fig.axes] == ["Si-Si", "Si-O", "O-O"]
+    assert _legend(fig.axes[2]) == ["3000 K"]
+
+
+def _reduced_tick_positions(ax, sec, parent_of):
+    """Display x of each tick of the secondary axis ``sec``, and of the parent value it stands for
+    (the figure drawn)."""
+    ticks = [v for v in sec.get_xticks() if np.isfinite(parent_of(v))]
+    lo, hi = sorted(ax.get_xlim())
+    ticks = [v for v in ticks if lo <= parent_of(v) <= hi]
+    on_sec = [sec.transData.transform((v, 0.5))[0] for v in ticks]
+    on_parent = [ax.transData.transform((parent_of(v), 0.5))[0] for v in ticks]
+    return np.array(ticks), np.array(on_sec), np.array(on_parent)
+
+
+def test_kob_andersen_products_get_a_reduced_temperature_axis(tmp_path):
+    """KA (A, B): every temperature axis also reads in T* = T / (eps / k_B), from REDUCED_UNITS;
+    the tick T* sits where the K axes put T = T* eps / k_B."""
+    unit = systems.get("kob_andersen").REDUCED_UNITS["temperature_K"]
+    names = systems.get("kob_andersen").SPECIES_NAMES
+    t = unit * np.array([0.45, 0.5, 0.6, 0.7, 0.85, 1.0])
+    s = np.tile(np.linspace(-2, 2, 8), (2, 1))
+    path = tmp_path / "arrhenius.h5"
+    _synthetic_arrhenius(path, t, s, names, system="kob_andersen")
+
+    def reduced_axis(ax):
+        (sec,) = [c for c in ax.child_axes if "T^*" in c.get_xlabel()]
+        return sec
+
+    fig = _saved(plotting.rearrangement_probability_from_file(path), tmp_path, "pr")
+    fig.draw_without_rendering()
+    assert [ax.get_title() for ax in fig.axes] == list(names)
+    for ax in fig.axes:
+        ticks, on_sec, on_parent = _reduced_tick_positions(ax, reduced_axis(ax), lambda v: 1e3 / (v * unit))
+        assert ticks.size >= 2
+        assert_allclose(on_sec, on_parent, atol=1e-6)
+        # the T (K) axis gets round kelvins even for a cold system
+        (kelvin,) = [c for c in ax.child_axes if c.get_xlabel() == "T (K)"]
+        assert len(kelvin.get_xticks()) >= 2 and np.all(np.asarray(kelvin.get_xticks()) % 1 == 0)
+    # the data: at T = 0.5 eps / k_B the reduced axis reads 0.5
+    ax = fig.axes[0]
+    sec = reduced_axis(ax)
+    assert_allclose(sec.transData.inverted().transform(ax.transData.transform((1000.0 / t[1], 0.5)))[0],
+                    t[1] / unit, rtol=1e-9)
+
+    fig = plotting.crossover_from_file(path)
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        ticks, on_sec, on_parent = _reduced_tick_positions(ax, reduced_axis(ax), lambda v: v * unit)
+        assert ticks.size >= 2
+        assert_allclose(on_sec, on_parent, atol=1e-6)
+    fig = plotting.barriers_from_file(path)
+    fig.draw_without_rendering()
+    ax_e = fig.axes[0]
+    (right,) = ax_e.child_axes
+    assert "reduced" in right.get_ylabel()
+    e_ev = 0.05  # eV on the left is e_ev * (K per eV) / (eps / k_B) on the right
+    assert_allclose(right.transData.inverted().transform(ax_e.transData.transform((0, e_ev)))[1],
+                    e_ev * units.eV_to_K(1.0) / unit, rtol=1e-9)
+
+    # dynamics products that name the system only in their stored config
+    tau, diff = _synthetic_dynamics(t)
+    dyn = [tmp_path / f"d{k}.h5" for k in range(t.size)]
+    for k in range(t.size):
+        _dynamics_file(dyn[k], t[k], tau[k], diff[k], names, config_system="kob_andersen")
+    fig = _saved(plotting.relaxation_from_files(dyn), tmp_path, "relaxation")
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        ticks, on_sec, on_parent = _reduced_tick_positions(ax, reduced_axis(ax), lambda v: 1e3 / (v * unit))
+        assert ticks.size >= 2
+        assert_allclose(on_sec, on_parent, atol=1e-6)
+
+    # temperature labels carry T* too
+    rng = np.random.default_rng(9)
+    species = np.repeat([0, 1], [40, 10])
+    traj = _trajectory_file(tmp_path / "traj.h5", rng.uniform(0, 10.0, (2, 50, 3)), species, names, 10.0,
+                            t[1], system="kob_andersen")
+    fig = plotting.pair_correlation_from_files([traj], r_max_A=4.0, dr_A=0.25)
+    assert [ax.get_title() for ax in fig.axes] == ["A-A", "A-B", "B-B"]
+    assert _legend(fig.axes[2]) == [f"{t[1]:g} K (T* = {t[1] / unit:.3g})"]
+    soft = _softness_file(tmp_path / "s.h5", t[1], rng.normal(0, 1, (5, 50)), species, names,
+                          system="kob_andersen")
+    fig = plotting.softness_distribution_from_files([soft])
+    assert _legend(fig.axes[0]) == [f"{t[1]:g} K (T* = 0.5)"]
+    fig = plotting.classifier_from_file(_model_file(tmp_path / "model.h5", names, system="kob_andersen"))
+    assert fig.axes[0].get_title() == f"trained at 3000 K (T* = {3000 / unit:.3g})"
+
+
+def test_species_names_come_from_the_products_with_clear_errors(tmp_path):
+    t = np.linspace(2500, 5000, 4)
+    tau, diff = _synthetic_dynamics(t)
+    path = tmp_path / "arrhenius.h5"
+    _synthetic_arrhenius(path, t, np.tile(np.linspace(-2, 2, 4), (2, 1)), SILICA)
+    dyn = [tmp_path / f"d{k}.h5" for k in range(t.size)]
+    for k in range(t.size):
+        _dynamics_file(dyn[k], t[k], tau[k], diff[k], ("A", "B"))
+    with pytest.raises(SoftnessError, match=r"arrhenius file .*arrhenius.h5 names its species Si, O but"):
+        plotting.relaxation_from_files(dyn, path)
+    _dynamics_file(dyn[0], t[0], tau[0], diff[0], ("A", "C"))
+    with pytest.raises(SoftnessError, match=r"dynamics file .*d1.h5 names its species A, B but .*d0.h5"):
+        plotting.read_dynamics(dyn)
+    with h5py.File(dyn[0], "a") as f:
+        del f["species_names"]
+    with pytest.raises(SoftnessError, match=r"dynamics file .*d0.h5 has no '/species_names'"):
+        plotting.read_dynamics(dyn)
+    with h5py.File(path, "a") as f:
+        f.attrs["system"] = "argon_crystal"
+    with pytest.raises(SoftnessError, match=r"arrhenius.h5 was made for the unknown system 'argon_crystal'"):
+        plotting.read_arrhenius(path)
+    with pytest.raises(SoftnessError, match="has 2 species but 3 species names"):
+        plotting.relaxation_figure(t, tau, diff, species_names=XYZ)
+
+
+def test_species_styles_differ_for_many_species():
+    styles = {(plotting.species_colour(k), plotting.species_marker(k)) for k in range(40)}
+    assert len(styles) == 40
+    assert plotting.pair_names(XYZ) == ["X-X", "X-Y", "X-Z", "Y-Y", "Y-Z", "Z-Z"]
+    # four species: ten g(r) panels, no empty ones
+    r = np.linspace(0.1, 5, 20)
+    fig = plotting.pair_correlation_figure([3000.0], r, np.ones((1, 10, r.size)), species_names="ABCD")
+    assert [ax.get_title() for ax in fig.axes] == plotting.pair_names("ABCD")
 
 
 # ---------------------------------------------------------------------------- notebooks

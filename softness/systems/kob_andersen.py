@@ -12,9 +12,15 @@ continuous there; the force jumps, as in the standard model). The usual state is
 density 1.2. This is not jax_md's ``lennard_jones_neighbor_list``, which cuts every pair at one
 scalar times max(sigma) with a multiplicative smoothing between r_onset and r_cutoff.
 
-Units are reduced Lennard-Jones units of the A particles: lengths in sigma_AA, energies in
-eps_AA, masses in m, time in tau = sigma_AA sqrt(m / eps_AA), temperature in eps_AA / k_B
-(k_B = 1), pressure in eps_AA / sigma_AA^3: the units the KA literature reports in.
+The model is defined here in reduced Lennard-Jones units of the A particles: lengths in
+sigma_AA, energies in eps_AA, masses in m, time in tau = sigma_AA sqrt(m / eps_AA), temperature
+in eps_AA / k_B (k_B = 1), pressure in eps_AA / sigma_AA^3: the units the KA literature reports
+in. The pipeline runs every system in the same real units (A, fs, K, kcal/mol, amu), so the
+system-layer functions (:func:`initial_structure`, :func:`potential`, :func:`masses_for`) map
+the model onto argon, the usual mapping of Lennard-Jones units [#argon]_: sigma_AA = 3.405 A,
+eps_AA / k_B = 119.8 K, m = 39.948 amu, hence tau = 2156.3 fs (:data:`REDUCED_UNITS`). A
+temperature T* = 0.47 is 56.3 K, a time of 10 tau is 21.56 ps, p_c = 0.2 sigma^2 is 2.32 A^2.
+Convert back with :data:`REDUCED_UNITS`; summaries give the reduced values.
 
 Species are ordered A first, then B (:func:`species_for`), so ``species[:n_A]`` are the A
 particles; random initial structures shuffle the *sites*, not the species array.
@@ -24,6 +30,8 @@ that :func:`softness.md.precision_scope` can set float64 first.
 
 .. [#ka1] W. Kob and H. C. Andersen, Phys. Rev. Lett. 73, 1376 (1994).
 .. [#ka2] W. Kob and H. C. Andersen, Phys. Rev. E 51, 4626 (1995).
+.. [#argon] A. Rahman, Phys. Rev. 136, A405 (1964) (sigma = 3.4 A, eps / k_B = 120 K); the
+   values used are 3.405 A and 119.8 K.
 """
 
 from __future__ import annotations
@@ -33,8 +41,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from softness import units
 from softness.errors import SoftnessError
 from softness.systems.silica import minimum_distance as minimum_distance  # re-exported, generic
+
+#: ``system.name`` of this system.
+NAME = "kob_andersen"
+#: One line for logs and products.
+DESCRIPTION = "Kob-Andersen 80:20 binary Lennard-Jones liquid, the fragile reference (argon units)"
+#: The keys of the config's ``system`` section read here.
+CONFIG_KEYS = ("n_particles", "number_density", "initial_structure")
+#: The keys of the config's ``potential`` section read here: none (the cutoffs are the model's).
+POTENTIAL_KEYS = ()
+
+#: sigma_AA in A, eps_AA / k_B in K and m in amu: the argon mapping of the reduced units.
+SIGMA_A = 3.405
+EPSILON_K = 119.8
+MASS_AMU = 39.948
+_EPSILON_KCAL_MOL = EPSILON_K * units.KB
+#: One reduced unit in the pipeline's units (tau = sigma sqrt(m / eps); pressure eps / sigma^3).
+REDUCED_UNITS = {
+    "name": "Lennard-Jones units of A (sigma_AA, eps_AA, m, tau), mapped onto argon",
+    "length_A": SIGMA_A,
+    "temperature_K": EPSILON_K,
+    "energy_kcal_mol": _EPSILON_KCAL_MOL,
+    "mass_amu": MASS_AMU,
+    "time_fs": float(units.internal_to_fs(SIGMA_A * np.sqrt(MASS_AMU / _EPSILON_KCAL_MOL))),
+    "pressure_GPa": units.pressure_to_GPa(_EPSILON_KCAL_MOL / SIGMA_A**3),
+}
 
 A, B = 0, 1
 #: Species names indexed by species number.
@@ -107,8 +141,8 @@ def species_for(n: int) -> np.ndarray:
 
 
 def masses_for(species) -> np.ndarray:
-    """[N] masses (in m) of the given species."""
-    return MASSES[np.asarray(species)]
+    """[N] masses in amu (argon mapping) of the given species."""
+    return MASS_AMU * MASSES[np.asarray(species)]
 
 
 def box_for(n: int, density: float = DENSITY) -> np.ndarray:
@@ -128,10 +162,6 @@ class Structure:
     positions: np.ndarray  #: [N, 3] float64, wrapped into [0, box)
     species: np.ndarray  #: [N] int32, 0 = A, 1 = B
     box: np.ndarray  #: [3] box edges, sigma_AA
-
-    @property
-    def masses(self) -> np.ndarray:
-        return masses_for(self.species)
 
     @property
     def number_density(self) -> float:
@@ -198,9 +228,105 @@ def random_packing(n: int, density: float, rng: np.random.Generator,
     return Structure(np.mod(positions, edge), species, np.full(3, edge))
 
 
+# ---------------------------------------------------------------------------- the system layer
+
+def _sigma(x: float) -> str:
+    return f"{x:g} A ({x / SIGMA_A:.4g} sigma)"
+
+
+#: Analysis settings that suit the KA liquid (the values of config/kob_andersen.yaml), in A and fs
+#: through the argon mapping: radial centres 0.7-3.0 sigma every 0.1 sigma (width 0.1 sigma),
+#: angular xi 1.0, 1.5, 2.0 sigma with lambda +-1, zeta 1, 2, cutoff 3.2 sigma (Schoenholz et al.
+#: 2016 use radial shells to ~3 sigma); F_s at q = 7.25 / sigma_AA (the first peak of S(q) of A);
+#: t_R = 10 tau, p_c = 0.2 sigma^2, quiet below 0.05 sigma^2 (the softness papers' KA choices).
+ANALYSIS_DEFAULTS = {
+    "features": {
+        "radial_r_min_A": round(0.7 * SIGMA_A, 4), "radial_r_max_A": round(3.0 * SIGMA_A, 4),
+        "radial_dr_A": round(0.1 * SIGMA_A, 4), "radial_width_A": round(0.1 * SIGMA_A, 4),
+        "angular": [{"xi_A": round(xi * SIGMA_A, 4), "lambda": lam, "zeta": zeta}
+                    for xi in (1.0, 1.5, 2.0) for zeta in (1, 2) for lam in (1, -1)],
+        "cutoff_A": round(3.2 * SIGMA_A, 4),
+    },
+    "dynamics": {"q_inv_A": round(7.25 / SIGMA_A, 4)},
+    # 2000 and 8000 steps of 0.005 tau rounded to 10.78 fs (config/kob_andersen.yaml's time step)
+    "hops": {"t_R_fs": 21560.0,
+             "p_c_A2": {"A": round(0.2 * SIGMA_A**2, 4), "B": round(0.2 * SIGMA_A**2, 4)},
+             "p_quiet_A2": {"A": round(0.05 * SIGMA_A**2, 4), "B": round(0.05 * SIGMA_A**2, 4)},
+             "t_quiet_fs": 86240.0},
+}
+
+
+@dataclass
+class RealStructure:
+    """Particles in an orthorhombic periodic box in the pipeline's units (A)."""
+
+    positions: np.ndarray  #: [N, 3] float64, wrapped into [0, box), A
+    species: np.ndarray  #: [N] int32, 0 = A, 1 = B
+    box: np.ndarray  #: [3] box edges, A
+
+
+def n_atoms(system_cfg: dict) -> int:
+    """Number of particles of the config's ``system`` section."""
+    return int(system_cfg["n_particles"])
+
+
+def initial_box(system_cfg: dict) -> np.ndarray:
+    """[3] edges (A) of the cubic box of ``system.n_particles`` at ``system.number_density``."""
+    return SIGMA_A * box_for(int(system_cfg["n_particles"]), float(system_cfg["number_density"]))
+
+
+def initial_problem(system_cfg: dict) -> str | None:
+    """Why the config's ``system`` section cannot be built (one sentence), or None."""
+    n, rho = int(system_cfg["n_particles"]), float(system_cfg["number_density"])
+    if system_cfg.get("initial_structure", "random") != "random":
+        return (f"config key 'system.initial_structure' ({system_cfg['initial_structure']}) is not "
+                "available for kob_andersen: its only initial structure is random.")
+    if n % 5:
+        return (f"config key 'system.n_particles' ({n}) cannot form the Kob-Andersen 80:20 mixture "
+                "exactly: use a multiple of 5.")
+    edge = float(box_for(n, rho)[0])
+    rc = CUTOFF_FACTOR * float(SIGMA.max())
+    if edge < 2 * rc:
+        return (f"config keys 'system.n_particles' ({n}) and 'system.number_density' ({rho:g}) give a box "
+                f"edge of {edge:.3f} sigma, shorter than twice the A-A cutoff (2 x {rc:g} sigma): use more "
+                "particles or a lower density.")
+    if edge / np.ceil(n ** (1 / 3) - 1e-9) < RANDOM_PACKING_MIN_DISTANCE:
+        return (f"config key 'system.number_density' ({rho:g}) is impossible for a random packing of {n} "
+                f"particles: they cannot all be {RANDOM_PACKING_MIN_DISTANCE:g} sigma apart.")
+    return None
+
+
+def initial_structure(system_cfg: dict, rng: np.random.Generator) -> RealStructure:
+    """The random packing of the config's ``system`` section, in A (argon mapping)."""
+    st = random_packing(int(system_cfg["n_particles"]), float(system_cfg["number_density"]), rng)
+    return RealStructure(st.positions * SIGMA_A, st.species, st.box * SIGMA_A)
+
+
+def cutoff_A(potential_cfg: dict | None = None) -> float:
+    """The largest pair cutoff in A (2.5 sigma_AA, argon mapping); no config key applies."""
+    return CUTOFF_FACTOR * float(SIGMA.max()) * SIGMA_A
+
+
+def potential(potential_cfg: dict | None = None):
+    """The KA potential in kcal/mol and A (argon mapping); the config's ``potential`` keys do not apply.
+
+    Each pair is cut at 2.5 sigma_ab, part of the model.
+    """
+    from softness.systems import Potential
+
+    def reference(displacement, box, species, *, skin_A, **kwargs):
+        return ka_energy_neighbor_list(displacement, box, species, skin=skin_A, length=SIGMA_A,
+                                       energy=_EPSILON_KCAL_MOL, **kwargs)
+
+    mapping = f"; argon units (sigma_AA {SIGMA_A} A, eps_AA/k_B {EPSILON_K} K, m {MASS_AMU} amu)"
+    return Potential(name=potential_name() + mapping, cutoff_A=cutoff_A(),
+                     pair=ka_pair_potential(length=SIGMA_A, energy=_EPSILON_KCAL_MOL),
+                     energy_neighbor_list=reference)
+
+
 # ---------------------------------------------------------------------------- potentials
 
-def ka_pair_potential(cutoff_factor: float = CUTOFF_FACTOR):
+def ka_pair_potential(cutoff_factor: float = CUTOFF_FACTOR, *, length: float = 1.0, energy: float = 1.0):
     """The Kob-Andersen potential as an explicit kernel for :mod:`softness.engine`.
 
     For the species pair ab (``pair = a * 2 + b``) and r < r_c,ab = ``cutoff_factor`` sigma_ab:
@@ -211,6 +337,7 @@ def ka_pair_potential(cutoff_factor: float = CUTOFF_FACTOR):
 
     Args:
       cutoff_factor: each pair's cutoff in units of its sigma_ab (2.5 in the standard model).
+      length, energy: sigma_AA and eps_AA in the units wanted (1: reduced units).
 
     Returns:
       :class:`softness.engine.PairPotential` with ``cutoff`` = the largest pair cutoff
@@ -220,11 +347,11 @@ def ka_pair_potential(cutoff_factor: float = CUTOFF_FACTOR):
 
     from softness.engine import PairPotential, coefficient
 
-    sigma2 = (SIGMA ** 2).reshape(-1)
-    eps4 = (4 * EPSILON).reshape(-1)
-    eps24 = (24 * EPSILON).reshape(-1)
-    rc2 = (pair_cutoffs(cutoff_factor) ** 2).reshape(-1)
-    shift = energy_shifts(cutoff_factor).reshape(-1)
+    sigma2 = (SIGMA ** 2).reshape(-1) * length**2
+    eps4 = (4 * EPSILON).reshape(-1) * energy
+    eps24 = (24 * EPSILON).reshape(-1) * energy
+    rc2 = (pair_cutoffs(cutoff_factor) ** 2).reshape(-1) * length**2
+    shift = energy_shifts(cutoff_factor).reshape(-1) * energy
 
     def kernel(r2, pair, dtype):
         c = lambda table: coefficient(table, pair, dtype)  # noqa: E731
@@ -239,7 +366,7 @@ def ka_pair_potential(cutoff_factor: float = CUTOFF_FACTOR):
         return u, f_over_r
 
     return PairPotential(name=potential_name(cutoff_factor), n_species=2,
-                         cutoff=float(cutoff_factor * SIGMA.max()), kernel=kernel, self_energy=())
+                         cutoff=float(cutoff_factor * SIGMA.max() * length), kernel=kernel, self_energy=())
 
 
 def _truncated_shifted_lj(dr, sigma, epsilon, r_cut, shift, **unused_kwargs):
@@ -256,12 +383,12 @@ def _truncated_shifted_lj(dr, sigma, epsilon, r_cut, shift, **unused_kwargs):
     return jnp.where(inside, energy.lennard_jones(safe, sigma, epsilon) - shift, 0)
 
 
-def _smap_params(cutoff_factor: float):
+def _smap_params(cutoff_factor: float, length: float = 1.0, energy: float = 1.0):
     """[2, 2] tables as JAX arrays (smap indexes them with traced species), in the run's dtype."""
     import jax.numpy as jnp
 
-    tables = dict(sigma=SIGMA, epsilon=EPSILON, r_cut=pair_cutoffs(cutoff_factor),
-                  shift=energy_shifts(cutoff_factor))
+    tables = dict(sigma=SIGMA * length, epsilon=EPSILON * energy, r_cut=pair_cutoffs(cutoff_factor) * length,
+                  shift=energy_shifts(cutoff_factor) * energy)
     return {k: jnp.asarray(v, dtype=jnp.result_type(float)) for k, v in tables.items()}
 
 
@@ -292,7 +419,7 @@ def ka_energy(displacement, species, *, cutoff_factor: float = CUTOFF_FACTOR):
 
 def ka_energy_neighbor_list(displacement, box, species, *, cutoff_factor: float = CUTOFF_FACTOR,
                             skin: float = 0.3, fractional_coordinates: bool = False, dense: bool = False,
-                            capacity_multiplier: float = 1.25):
+                            capacity_multiplier: float = 1.25, length: float = 1.0, energy: float = 1.0):
     """Neighbour-list function and energy of the Kob-Andersen liquid on jax_md.
 
     The same pair function as :func:`ka_energy` through ``smap.pair_neighbor_list`` and a
@@ -307,19 +434,21 @@ def ka_energy_neighbor_list(displacement, box, species, *, cutoff_factor: float 
       fractional_coordinates: positions in the unit cube (constant-pressure runs).
       dense: Dense neighbour-list format (default OrderedSparse, each pair once).
       capacity_multiplier: spare room in the neighbour list.
+      length, energy: sigma_AA and eps_AA in the units wanted (1: reduced units).
 
     Returns:
-      (neighbor_fn, energy_fn) with ``energy_fn(R, neighbor, **kwargs)`` in eps_AA.
+      (neighbor_fn, energy_fn) with ``energy_fn(R, neighbor, **kwargs)`` in eps_AA (times ``energy``).
     """
     import jax.numpy as jnp
     from jax_md import partition, smap, space
 
     fmt = partition.Dense if dense else partition.OrderedSparse
     neighbor_fn = partition.neighbor_list(
-        displacement, box, float(cutoff_factor * SIGMA.max()), skin,
+        displacement, box, float(cutoff_factor * SIGMA.max() * length), skin,
         fractional_coordinates=fractional_coordinates, format=fmt, capacity_multiplier=capacity_multiplier)
     # Fractional coordinates are the displacement's business; the pair function sees distances
     # (an explicit metric, as in ka_energy).
     energy_fn = smap.pair_neighbor_list(_truncated_shifted_lj, space.metric(displacement),
-                                        species=jnp.asarray(species), **_smap_params(cutoff_factor))
+                                        species=jnp.asarray(species),
+                                        **_smap_params(cutoff_factor, length, energy))
     return neighbor_fn, energy_fn

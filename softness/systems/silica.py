@@ -26,6 +26,17 @@ import numpy as np
 from softness import units
 from softness.errors import SoftnessError
 
+#: ``system.name`` of this system.
+NAME = "silica"
+#: One line for logs and products.
+DESCRIPTION = "BKS silica (SiO2), the strong liquid, in real units"
+#: Real units are this system's own: nothing to convert.
+REDUCED_UNITS = None
+#: The keys of the config's ``system`` section read here.
+CONFIG_KEYS = ("n_sio2", "density_g_cm3", "initial_structure")
+#: The keys of the config's ``potential`` section read here.
+POTENTIAL_KEYS = ("cutoff_A",)
+
 SI, O = 0, 1
 #: Species names indexed by species number.
 SPECIES_NAMES = ("Si", "O")
@@ -211,6 +222,74 @@ def random_packing(n_sio2: int, density: float, rng: np.random.Generator,
     # Each coordinate moves by at most jitter / sqrt(3), so any pair moves by at most 2 jitter.
     positions = chosen + rng.uniform(-1, 1, size=(n, 3)) * jitter / np.sqrt(3)
     return Structure(np.mod(positions, edge), species, np.full(3, edge))
+
+
+#: Analysis settings that suit silica (the values of config/config.yaml; see its comments).
+ANALYSIS_DEFAULTS = {
+    "features": {
+        "radial_r_min_A": 1.0, "radial_r_max_A": 6.0, "radial_dr_A": 0.1, "radial_width_A": 0.1,
+        "angular": [{"xi_A": xi, "lambda": lam, "zeta": zeta}
+                    for xi in (3.5, 4.5, 6.5) for zeta in (1, 4) for lam in (1, -1)],
+        "cutoff_A": 6.5,
+    },
+    "dynamics": {"q_inv_A": 1.7},
+    "hops": {"t_R_fs": 200.0, "p_c_A2": {"Si": 1.5, "O": 2.0}, "p_quiet_A2": {"Si": 1.0, "O": 1.4},
+             "t_quiet_fs": 4000.0},
+}
+
+
+def n_atoms(system_cfg: dict) -> int:
+    """Number of atoms of the config's ``system`` section."""
+    return 3 * int(system_cfg["n_sio2"])
+
+
+def initial_box(system_cfg: dict) -> np.ndarray:
+    """The three edges (A) of the initial box of the config's ``system`` section, built from nothing.
+
+    A cube for the random packing, the most cubic alpha-quartz supercell for quartz.
+    """
+    n, rho = system_cfg["n_sio2"], system_cfg["density_g_cm3"]
+    volume = units.box_volume_for_density(n * SIO2_MASS_AMU, rho)
+    if system_cfg["initial_structure"] == "quartz" and n % 6 == 0:
+        _, _, cell = quartz_unit_cell()
+        box = cell * np.array(_most_cubic_supercell(n // 6, cell))
+        return box * (volume / np.prod(box)) ** (1 / 3)
+    return np.full(3, volume ** (1 / 3))
+
+
+def initial_problem(system_cfg: dict) -> str | None:
+    """Why the config's ``system`` section cannot be built (one sentence), or None."""
+    n, rho = system_cfg["n_sio2"], system_cfg["density_g_cm3"]
+    if system_cfg["initial_structure"] == "quartz":
+        if n % 6:
+            return (f"config key 'system.n_sio2' ({n}) must be a multiple of 6 for "
+                    "'system.initial_structure' quartz (orthorhombic cells of 6 SiO2).")
+        return None
+    n_atoms = 3 * n
+    spacing = initial_box(system_cfg)[0] / np.ceil(n_atoms ** (1 / 3) - 1e-9)
+    if spacing < RANDOM_PACKING_MIN_DISTANCE_A:
+        return (f"config keys 'system.density_g_cm3' ({rho:g}) and 'system.n_sio2' ({n}) are impossible "
+                f"together for a random packing: its {n_atoms} atoms cannot all be "
+                f"{RANDOM_PACKING_MIN_DISTANCE_A} A apart.")
+    return None
+
+
+def cutoff_A(potential_cfg: dict) -> float:
+    """The cutoff of every BKS pair term (config ``potential.cutoff_A``)."""
+    return float(potential_cfg.get("cutoff_A", 8.0))
+
+
+def potential(potential_cfg: dict):
+    """The BKS potential of the config's ``potential`` section (its ``cutoff_A``)."""
+    from softness.systems import Potential
+
+    cutoff = cutoff_A(potential_cfg)
+
+    def reference(displacement, box, species, *, skin_A, **kwargs):
+        return bks_energy(displacement, box, species, cutoff_A=cutoff, skin_A=skin_A, **kwargs)
+
+    return Potential(name=potential_name(cutoff), cutoff_A=cutoff, pair=bks_pair_potential(cutoff),
+                     energy_neighbor_list=reference)
 
 
 def initial_structure(system_cfg: dict, rng: np.random.Generator) -> Structure:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from softness.config import md_run_groups, one_run_section, run_time_fs, training_temperature
+from softness import importer, systems
+from softness.config import (import_mode, md_run_groups, one_run_section, run_time_fs, species_names,
+                             training_temperature)
 
 # ---------------------------------------------------------------------------- temperatures
 
@@ -22,6 +24,11 @@ def temperature_label(T):
 
 TEMPERATURES = [temperature_label(T) for T in config["temperatures_K"]]
 T_TRAIN = temperature_label(training_temperature(config))
+
+# Import mode (config section `import`, softness.config.import_mode): the trajectories come from
+# the user's files (workflow/rules/import.smk) instead of the quench and the MD runs, which the
+# Snakefile then leaves out.
+IMPORT_MODE = import_mode(config)
 
 # ---------------------------------------------------------------------------- independent runs
 # run.replicas_per_temperature independent runs at each temperature, numbered 0, 1, ...: run 0's
@@ -68,7 +75,7 @@ def group_run_index(group):
     return int(group.rsplit("_run", 1)[1]) if "_run" in group else 0
 
 
-MD_GROUPS = md_groups(config)
+MD_GROUPS = None if IMPORT_MODE else md_groups(config)
 MD_GROUP_OF = {(T, run_dir(group_run_index(name))): name for name, g in (MD_GROUPS or {}).items() for T in g}
 
 wildcard_constraints:
@@ -122,7 +129,8 @@ def _write_if_changed(path, data):
 
 def write_resolved_config():
     _write_if_changed(RESOLVED_CONFIG, dict(config))
-    _write_if_changed(QUENCH_CONFIG, quench_config())
+    if not IMPORT_MODE:
+        _write_if_changed(QUENCH_CONFIG, quench_config())
 
 
 def science(*keys, cfg=None):
@@ -148,7 +156,7 @@ def run_science(T):
 # per rule. The MD estimate assumes one CPU core (about 3e5 atom-steps per second for BKS
 # silica at N ~ 650 with jax-md float32) with a safety factor of 3.
 
-N_ATOMS = 3 * config["system"]["n_sio2"]
+N_ATOMS = systems.of_config(config).n_atoms(config["system"])
 _STEPS_QUENCH = (config["quench"]["melt_time_fs"]
                  + (config["quench"]["T_melt_K"] - config["quench"]["T_min_K"])
                  / config["quench"]["cooling_rate_K_per_ps"] * 1000.0) / config["md"]["timestep_fs"]
@@ -164,6 +172,70 @@ def run_steps(T):
 N_FRAMES = int(max(run_time_fs(config, "production_time_fs", T) for T in config["temperatures_K"])
                // config["run"]["frame_interval_fs"]) + 1
 
+# In import mode the number of atoms and frames is the files' and is not read before the jobs run:
+# it is estimated from each file's size at a low number of bytes per atom and frame for its format
+# (text ~30-70, float32 binary 12-24, XTC's compressed coordinates ~3-4), so that memory and run
+# time are estimated high rather than low.
+IMPORT_BYTES_PER_ATOM_FRAME = {"LAMMPSDUMP": 30, "EXTXYZ": 30, "GSD": 12, "TRR": 12, "DCD": 12, "NCDF": 12,
+                               "H5MD": 12, "XTC": 3, "TNG": 3}
+# Atom-frames `softness import` reads per second on one core (a low estimate; docs/benchmarks.md).
+IMPORT_ATOM_FRAMES_PER_S = 2e5
+
+
+def import_atom_frames(path):
+    """Estimated atoms x frames of the trajectory file ``path`` (from its size and format)."""
+    fmt = importer.guess_format(path, config["import"]["format"])
+    return Path(path).stat().st_size / IMPORT_BYTES_PER_ATOM_FRAME.get(fmt, 3)
+
+
+def import_runtime(path):
+    """Runtime estimate (minutes) of importing ``path``, with a safety factor of 3."""
+    return max(10, math.ceil(3 * import_atom_frames(path) / IMPORT_ATOM_FRAMES_PER_S / 60))
+
+
+# Atoms x frames of the largest trajectory: what per-product memory is sized for.
+if IMPORT_MODE:
+    ATOM_FRAMES = max(import_atom_frames(p) for p in config["import"]["trajectories"].values())
+else:
+    ATOM_FRAMES = N_FRAMES * N_ATOMS
+
+# ---------------------------------------------------------------------------- import mode
+# The user's files are the import's inputs (a newer file reruns its import and what follows), by
+# absolute path: relative paths in the config are taken from the working directory, and an absolute
+# path is left alone when this workflow runs as a module with a prefix.
+
+IMPORT = config["import"]
+IMPORT_FILES = {temperature_label(T): str(Path(path).resolve()) for T, path in IMPORT["trajectories"].items()}
+
+
+def import_inputs(wildcards):
+    """The trajectory file of temperature label ``wildcards.T`` and the topology, if any."""
+    files = {"trajectory": IMPORT_FILES[wildcards.T]}
+    if IMPORT["topology"] is not None:
+        files["topology"] = str(Path(IMPORT["topology"]).resolve())
+    return files
+
+
+def import_options():
+    """The options of `softness import` that the `import` section sets, quoted for the shell."""
+    options = ["--species", *(shlex.quote(f"{t}={name}") for t, name in IMPORT["species"].items())]
+    if IMPORT["format"] is not None:
+        options += ["--format", shlex.quote(IMPORT["format"])]
+    if IMPORT["frame_interval_fs"] is not None:
+        options += ["--frame-interval-fs", repr(float(IMPORT["frame_interval_fs"]))]
+    if IMPORT["system"] is not None:
+        options += ["--system", shlex.quote(IMPORT["system"])]
+    if IMPORT["masses"]:
+        options += ["--masses", *(shlex.quote(f"{name}={float(m)!r}") for name, m in IMPORT["masses"].items())]
+    if IMPORT["topology"] is not None:
+        options += ["--topology", shlex.quote(str(Path(IMPORT["topology"]).resolve()))]
+    return " ".join(options)
+
+
+# What an imported trajectory depends on besides its file (an input): the import settings but the
+# trajectory files, so that adding or changing one temperature's file leaves the others alone.
+IMPORT_SCIENCE = json.dumps({"import": {k: v for k, v in IMPORT.items() if k != "trajectories"}}, sort_keys=True)
+
 
 def md_runtime(steps):
     return max(10, math.ceil(3 * steps * N_ATOMS / 3e5 / 60))
@@ -177,13 +249,15 @@ def run_runtime(labels):
 
 def frames_mb(values_per_atom, bytes_per_value=4):
     """Memory of one per-frame, per-atom product, in MB."""
-    return math.ceil(N_FRAMES * N_ATOMS * values_per_atom * bytes_per_value / 1e6)
+    return math.ceil(ATOM_FRAMES * values_per_atom * bytes_per_value / 1e6)
 
 
-# Per atom: radial functions for 2 neighbour species, angular ones for 3 neighbour pairs.
-N_FEATURES_ESTIMATE = 2 * (
-    1 + int((config["features"]["radial_r_max_A"] - config["features"]["radial_r_min_A"])
-            / config["features"]["radial_dr_A"])) + 3 * len(config["features"]["angular"])
+# Per atom: radial functions for each neighbour species, angular ones for each unordered pair.
+N_SPECIES = len(species_names(config))
+N_FEATURES_ESTIMATE = (
+    N_SPECIES * (1 + int((config["features"]["radial_r_max_A"] - config["features"]["radial_r_min_A"])
+                         / config["features"]["radial_dr_A"]))
+    + N_SPECIES * (N_SPECIES + 1) // 2 * len(config["features"]["angular"]))
 QUENCH_RUNTIME = md_runtime(_STEPS_QUENCH)
 TRAJECTORY_MB = frames_mb(6)
 FEATURES_MB = frames_mb(N_FEATURES_ESTIMATE)
