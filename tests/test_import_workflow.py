@@ -6,9 +6,10 @@ downstream unchanged.
 * bad import configs are refused in one sentence before any job (softness.config and the Snakefile);
 * the must-show of issue 13: config/test.yaml's native run, its trajectories written out as LAMMPS
   dumps with image flags and run again in import mode, gives the same softness (float32 tolerance)
-  and the same Arrhenius summary (relative 1e-5). Both runs are restricted to the targets
-  results/arrhenius.h5 and results/summary.json (which also make the model and the stability
-  check), leaving out the figures and the planted test, to keep the test at a few minutes.
+  and the same Arrhenius summary (relative 1e-5). The native run is test_workflow's (the session
+  fixture finished_run); the import-mode run is restricted to the targets results/arrhenius.h5 and
+  results/summary.json (which also make the model and the stability check), leaving out the
+  figures and the planted test, to keep the test at a few minutes.
 """
 
 import json
@@ -222,13 +223,12 @@ def write_lammps_dump(trajectory, out):
 
 
 @pytest.fixture(scope="module")
-def native_and_imported(tmp_path_factory):
-    """config/test.yaml run natively; its trajectories written out as LAMMPS dumps and run again in
-    import mode in a second working directory. Returns (native results, imported results, Snakemake's
-    output of the import-mode run, the import-mode working directory, its import config)."""
-    native = tmp_path_factory.mktemp("native")
-    res = snakemake(native, *TARGETS, "--cores", 2, "--configfile", TEST_CONFIG)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
+def native_and_imported(tmp_path_factory, finished_run):
+    """config/test.yaml run natively (the whole DAG, shared with tests/test_workflow.py: the session
+    fixture finished_run); its trajectories written out as LAMMPS dumps and run again in import mode
+    in a second working directory. Returns (native results, imported results, Snakemake's output of
+    the import-mode run, the import-mode working directory, its import config)."""
+    native, _ = finished_run
     imported = tmp_path_factory.mktemp("imported")
     (imported / "dumps").mkdir()
     files = {}

@@ -286,9 +286,9 @@ def _md_checkpoints(workdir):
     return sorted(workdir.glob("results/T*/.trajectory.h5.checkpoint.h5"))
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """config/test.yaml run end to end, interrupted (Ctrl-C) during an MD run and rerun.
+def run_test_study(tmp_path_factory):
+    """config/test.yaml run end to end, interrupted (Ctrl-C) during an MD run and rerun: the
+    session fixture ``finished_run`` (tests/conftest.py), shared with tests/test_import_workflow.py.
 
     Returns (workdir, info): info["interruptions"] lists what each Ctrl-C left behind.
     """
