@@ -89,7 +89,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -337,17 +336,6 @@ def tail_range(y, species, n_species: int | None = None) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- products
 
-def species_thresholds(cfg: dict, key: str, species_names, source) -> np.ndarray:
-    """The per-species threshold ``hops.<key>`` (a mapping keyed by species name) in the order of
-    ``species_names``; a species without a value is refused in one sentence naming ``source``."""
-    values = cfg["hops"][key]
-    for name in species_names:
-        if not isinstance(values, Mapping) or name not in values:
-            raise SoftnessError(f"config key 'hops.{key}' has no value for species '{name}' of features file "
-                                f"{source}.")
-    return np.array([values[name] for name in species_names], dtype=np.float64)
-
-
 def write_planted_hops(cfg: dict, out, events, frames, time_fs, species, temperature_K: float,
                        params: list, source, *, species_names, system=None) -> dict:
     """A hops file (layout of :func:`softness.hops.hops_file`) from planted events.
@@ -371,8 +359,8 @@ def write_planted_hops(cfg: dict, out, events, frames, time_fs, species, tempera
     dt = hops.frame_interval_fs(time_fs, f"features file {source}")
     h = hops.half_window_frames(hcfg["t_R_fs"], dt, "hops.t_R_fs")
     q = hops.half_window_frames(hcfg["t_quiet_fs"], dt, "hops.t_quiet_fs")
-    p_c = species_thresholds(cfg, "p_c_A2", names, source)
-    p_quiet = species_thresholds(cfg, "p_quiet_A2", names, source)
+    p_c = hops.species_thresholds(cfg, "p_c_A2", names, f"features file {source}")
+    p_quiet = hops.species_thresholds(cfg, "p_quiet_A2", names, f"features file {source}")
     # Placeholder p_hop, so that the labels come from the same code as on real data: above p_c
     # exactly at the events, below p_quiet elsewhere.
     p = np.where(events == hops.EVENT, 2.0 * p_c[species], 0.5 * p_quiet[species])

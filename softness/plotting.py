@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from softness import units
 from softness.errors import SoftnessError
 from softness.io import open_input, require
+from softness.structure import species_pairs
 
 #: Okabe & Ito (2008), "Color universal design": distinguishable with any colour vision.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -67,11 +68,6 @@ def species_colour(k: int) -> str:
 def species_marker(k: int) -> str:
     """The marker of species number ``k`` (cycled)."""
     return SPECIES_MARKERS[k % len(SPECIES_MARKERS)]
-
-
-def species_pairs(n_species: int) -> list[tuple[int, int]]:
-    """Every unordered species pair (a, b), a <= b, in the order (0, 0), (0, 1), ..., (1, 1), ..."""
-    return [(a, b) for a in range(n_species) for b in range(a, n_species)]
 
 
 def pair_names(species_names) -> list[str]:

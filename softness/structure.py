@@ -105,7 +105,7 @@ class StructureGrid:
       angular_xi_A, angular_lambda, angular_zeta: the angular triples, per species pair.
       cutoff_A: hard cutoff r_c on R_ij and R_ik (Angstrom).
       species_names: the name of each species number, as the trajectory gives them (e.g.
-        ``("Si", "O")``); their number sets the number of radial and angular blocks.
+        ``("A", "B")``); their number sets the number of radial and angular blocks.
     """
 
     radial_r_A: tuple

@@ -83,7 +83,7 @@ class H5MDWriter:
     Args:
       f: an open ``h5py.File`` (typically from :func:`softness.io.atomic_h5`).
       species: [N] integer species numbers (indices into ``species_names``).
-      species_names: the name of each species number (the system's, e.g. ``("Si", "O")``).
+      species_names: the name of each species number (the system's, e.g. ``("A", "B")``).
       masses: [N] masses in amu.
       box_edges: [3] box edges in Angstrom (orthorhombic).
       dtype: floating dtype of positions and velocities on disk.
@@ -313,13 +313,15 @@ def _species_names(f: h5py.File, path) -> tuple:
         return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in species.attrs["names"])
     # Trajectories written before species were named were all BKS silica (0 = Si, 1 = O).
     if "BKS" in str(f.attrs.get("potential", "")):
-        return ("Si", "O")
+        from softness.systems import silica
+
+        return silica.SPECIES_NAMES
     raise SoftnessError(f"trajectory file {path} does not name its species (attribute 'names' of "
                         "/particles/all/species).")
 
 
 def read_species_names(path) -> tuple:
-    """The species names of a trajectory, indexed by species number (e.g. ``("Si", "O")``).
+    """The species names of a trajectory, indexed by species number (e.g. ``("A", "B")``).
 
     Every analysis stage takes species names and counts from here (or from the products made
     from it), never from a constant.
