@@ -257,12 +257,32 @@ class PairSums(NamedTuple):
     virial: object  #: scalar, sum over pairs of r_ij . F_ij (P V = N k T + virial / 3)
 
 
+#: Pair slots per row block of :func:`pair_forces` on a CPU. Summing the list in blocks of
+#: rows keeps the [rows, K] intermediates in cache: at N = 3000 (K = 264) the force is 1.4-2 x
+#: faster in blocks of 500-1000 rows than in one piece, and the same to the bit (each row's
+#: sum is unchanged); at N = 648 one piece is best. A GPU takes all rows at once.
+PAIRS_PER_BLOCK = 1 << 18
+
+
+def rows_per_block(n_atoms: int, capacity: int, backend: str | None = None) -> int:
+    """Rows of the neighbour list summed at once by :func:`pair_forces` (all of them on a GPU)."""
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    if backend != "cpu":
+        return n_atoms
+    n_blocks = max(1, round(n_atoms * capacity / PAIRS_PER_BLOCK))
+    return -(-n_atoms // n_blocks)
+
+
 def pair_forces(potential: PairPotential, box, species, *, energy: bool = False) -> Callable:
     """``fn(R, nbrs) -> force [N, 3]`` (or :class:`PairSums` with ``energy=True``).
 
     Forces come from the explicit kernel summed along each row of the full list, so no
     scatter is needed; each pair is evaluated from both ends, which on a CPU costs less than
-    the scatter-add that Newton's third law would need.
+    the scatter-add that Newton's third law would need. On a CPU the rows are summed in
+    blocks (:func:`rows_per_block`).
 
     Args:
       potential: the :class:`PairPotential`.
@@ -271,6 +291,7 @@ def pair_forces(potential: PairPotential, box, species, *, energy: bool = False)
       energy: also return the energy and the virial.
     """
     import jax.numpy as jnp
+    from jax import lax
 
     species_np = np.asarray(species, dtype=np.int32)
     n = len(species_np)
@@ -279,26 +300,45 @@ def pair_forces(potential: PairPotential, box, species, *, energy: bool = False)
                            for s in range(potential.n_species))) if potential.self_energy else 0.0
     rc2 = potential.cutoff ** 2
 
-    def fn(R, nbrs):
+    def rows(R, R_rows, idx, sp_rows):
+        """Force, pair energy and virial of some rows of the list (each pair counted once per end)."""
         dtype = R.dtype
-        b = jnp.asarray(box_np, dtype)
         sp = jnp.asarray(species_np)
-        idx = nbrs.idx
         valid = idx < n
         j = jnp.where(valid, idx, 0)
-        d = minimum_image(R[:, None, :] - R[j], b)
+        d = minimum_image(R_rows[:, None, :] - R[j], jnp.asarray(box_np, dtype))
         r2 = jnp.sum(d * d, axis=-1)
         inside = valid & (r2 < rc2)
-        pair = sp[:, None] * potential.n_species + sp[j]  # a small-integer gather, like R[j]
+        pair = sp_rows[:, None] * potential.n_species + sp[j]  # a small-integer gather, like R[j]
         u, f_over_r = potential.kernel(jnp.where(inside, r2, rc2), pair, dtype)
         f_over_r = jnp.where(inside, f_over_r, 0)
         force = jnp.sum(f_over_r[..., None] * d, axis=1)
         if not energy:
             return force
-        u = jnp.where(inside, u, 0)
-        total = 0.5 * jnp.sum(u) + jnp.asarray(self_total, dtype)
-        virial = 0.5 * jnp.sum(f_over_r * r2)
-        return PairSums(force=force, energy=total, virial=virial)
+        return force, jnp.sum(jnp.where(inside, u, 0)), jnp.sum(f_over_r * r2)
+
+    def fn(R, nbrs):
+        idx = nbrs.idx
+        block = rows_per_block(n, idx.shape[-1])
+        sp = jnp.asarray(species_np)
+        if block >= n:
+            out = rows(R, R, idx, sp)
+        else:
+            n_blocks = -(-n // block)
+            pad = n_blocks * block - n
+
+            def blocks(x, fill):
+                x = jnp.concatenate([x, jnp.full((pad,) + x.shape[1:], fill, x.dtype)]) if pad else x
+                return x.reshape((n_blocks, block) + x.shape[1:])
+
+            out = lax.map(lambda a: rows(R, *a), (blocks(R, 0), blocks(idx, n), blocks(sp, 0)))
+            force = out[0] if energy else out
+            force = force.reshape(n_blocks * block, 3)[:n]
+            out = (force, jnp.sum(out[1]), jnp.sum(out[2])) if energy else force
+        if not energy:
+            return out
+        force, u, virial = out
+        return PairSums(force=force, energy=0.5 * u + jnp.asarray(self_total, R.dtype), virial=0.5 * virial)
 
     return fn
 
