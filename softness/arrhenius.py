@@ -133,9 +133,9 @@ import numpy as np
 from scipy import stats
 
 from softness import systems, units
-from softness.classifier import names_dataset, species_names_of, system_of
+from softness.classifier import names_dataset, species_names_of
 from softness.errors import SoftnessError
-from softness.io import atomic_h5, open_input, require
+from softness.io import atomic_h5, open_input, require, system_attribute
 
 log = logging.getLogger(__name__)
 
@@ -1439,7 +1439,7 @@ def input_species_and_system(per_temperature) -> tuple[tuple, str | None]:
                         raise SoftnessError(f"dynamics file {path} holds tau_alpha of shape "
                                             f"{f['tau_alpha_fs'].shape}, not one value for each of its "
                                             f"{len(names)} species.")
-                    system = system_of(f)
+                    system = system_attribute(f.attrs)
                     if system is not None:
                         found.setdefault(system, f"{kind} file {path}")
     if len(found) > 1:

@@ -70,7 +70,7 @@ import h5py
 import numpy as np
 
 from softness.errors import SoftnessError
-from softness.io import atomic_h5, check_finite, open_input, require
+from softness.io import atomic_h5, check_finite, decode_all, open_input, require, system_attribute
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,9 @@ def _datasets(group: h5py.Group) -> dict:
     return out
 
 
-def _decode(values) -> list:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values)]
+def _str_list(values) -> list:
+    """Stored strings as a list (``decode_all``), for comparisons with lists."""
+    return list(decode_all(values))
 
 
 # ---------------------------------------------------------------------------- species names
@@ -245,7 +246,7 @@ def species_names_of(f: h5py.File, what: str, path=None) -> tuple:
     if "species_names" not in f:
         raise SoftnessError(f"{what} file {where} has no '/species_names'; remake it with this version of "
                             "the pipeline, whose products name their species.")
-    names = tuple(_decode(f["species_names"][()]))
+    names = decode_all(f["species_names"][()])
     if not names or len(set(names)) != len(names):
         raise SoftnessError(f"{what} file {where}: '/species_names' must name each species once, not "
                             f"{list(names)}.")
@@ -256,14 +257,6 @@ def species_names_of(f: h5py.File, what: str, path=None) -> tuple:
                                 f"{int(species.max())} but '/species_names' names only {len(names)} "
                                 f"({', '.join(names)}).")
     return names
-
-
-def system_of(f: h5py.File) -> str | None:
-    """The root attribute ``system`` of a product (e.g. "kob_andersen"), or None."""
-    value = f.attrs.get("system")
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def same_species(names, reference, what: str, reference_what: str) -> None:
@@ -284,7 +277,7 @@ def grid_difference(a: dict, b: dict) -> str | None:
         if va.dtype.kind in "fc" or vb.dtype.kind in "fc":
             if not np.allclose(va.astype(float), vb.astype(float), rtol=1e-9, atol=1e-12):
                 return key
-        elif _decode(va.ravel()) != _decode(vb.ravel()):
+        elif _str_list(va.ravel()) != _str_list(vb.ravel()):
             return key
     return None
 
@@ -303,21 +296,21 @@ def feature_table(feature_names, grid: dict) -> dict:
       neighbour species, or the pair such as "SiO"), ``r_A``, ``xi_A``, ``lambda``, ``zeta``
       (NaN where they do not apply), and ``description`` (the feature name with its meaning).
     """
-    names = _decode(feature_names)
+    names = _str_list(feature_names)
     n = len(names)
     table = {"kind": ["unknown"] * n, "species": [""] * n, "r_A": np.full(n, np.nan),
              "xi_A": np.full(n, np.nan), "lambda": np.full(n, np.nan), "zeta": np.full(n, np.nan),
              "description": list(names)}
     try:
         r = np.atleast_1d(grid["radial_r_A"]).astype(float)
-        rs = _decode(grid["radial_species"])
+        rs = _str_list(grid["radial_species"])
         xi = np.atleast_1d(grid["angular_xi_A"]).astype(float)
         lam = np.atleast_1d(grid["angular_lambda"]).astype(float)
         zeta = np.atleast_1d(grid["angular_zeta"]).astype(float)
         pairs = np.asarray(grid["angular_pair"])
     except KeyError:
         return table
-    pair_names = ["".join(_decode(p)) for p in pairs] if pairs.ndim == 2 else _decode(pairs)
+    pair_names = ["".join(_str_list(p)) for p in pairs] if pairs.ndim == 2 else _str_list(pairs)
     n_rad = len(rs) * len(r)
     if n_rad + len(pair_names) * len(xi) != n or not (len(xi) == len(lam) == len(zeta)):
         return table
@@ -773,7 +766,7 @@ def train(cfg: dict, features, hops, *, at_T_train: bool = True) -> SoftnessMode
         names = species_names_of(ff, "features", features)
         same_species(species_names_of(fh, "hops", hops), names, f"hops file {hops}",
                      f"features file {features}")
-        system = system_of(ff)
+        system = system_attribute(ff.attrs)
         species = ff["species"][()].astype(np.int64)
         if not np.array_equal(species, fh["species"][()]):
             raise SoftnessError(f"features file {features} and hops file {hops} describe different atoms "
@@ -789,7 +782,7 @@ def train(cfg: dict, features, hops, *, at_T_train: bool = True) -> SoftnessMode
             log.warning("training at %g K, but the config's T_train is %g K.", t_feat,
                         training_temperature(cfg))
         feature_frames = ff["frames"][()].astype(np.int64)
-        feature_names = _decode(ff["feature_names"][()])
+        feature_names = _str_list(ff["feature_names"][()])
         dset = ff["features"]
         if dset.shape != (feature_frames.size, species.size, len(feature_names)):
             raise SoftnessError(f"features file {features}: '/features' has shape {dset.shape}, inconsistent "
@@ -997,9 +990,9 @@ def load_model(path) -> SoftnessModel:
         return SoftnessModel(
             mean=f["mean"][()], scale=f["scale"][()], weights=f["weights"][()],
             intercept=f["intercept"][()], C=f["C"][()] if "C" in f else np.full(len(names), np.nan),
-            feature_names=_decode(f["feature_names"][()]), grid=grid,
+            feature_names=_str_list(f["feature_names"][()]), grid=grid,
             T_train_K=float(f.attrs.get("T_train_K", np.nan)), softness_scale=f["softness_scale"][()],
-            info=info, species_names=names, system=system_of(f))
+            info=info, species_names=names, system=system_attribute(f.attrs))
 
 
 def train_file(cfg: dict, features, hops, out) -> SoftnessModel:
@@ -1027,7 +1020,7 @@ def check_compatible(model: SoftnessModel, names, grid: dict, features, model_pa
         raise SoftnessError(
             f"features file {features} names the species ({', '.join(species_names)}) but {model_path} was "
             f"trained on ({', '.join(model.species_names)}); apply a model trained on the same system.")
-    names = _decode(names)
+    names = _str_list(names)
     if names != list(model.feature_names):
         raise SoftnessError(
             f"features file {features} has different features than {model_path} ({len(names)} vs "
@@ -1059,7 +1052,7 @@ def apply_file(cfg: dict, model, features, out) -> None:
     with _feature_reader(features) as ff:
         names = species_names_of(ff, "features", features)
         check_compatible(m, ff["feature_names"][()], read_grid(ff), features, f"model {model}", names)
-        system = system_of(ff)
+        system = system_attribute(ff.attrs)
         species = ff["species"][()].astype(np.int64)
         dset = ff["features"]
         n_frames, n_atoms = dset.shape[:2]
@@ -1260,4 +1253,4 @@ __all__ = ["SoftnessModel", "signed_distance", "fit_linear_svm", "train", "train
            "load_model", "write_model", "feature_table", "label_to_feature_rows", "class_masks",
            "balanced_training_pairs", "top_features", "softness_unit", "classifier_quality",
            "calibration_curve", "stability_temperature", "hyperplane_cosine", "softness_correlation",
-           "stability", "stability_file", "species_names_of", "system_of", "names_dataset", "same_species"]
+           "stability", "stability_file", "species_names_of", "names_dataset", "same_species"]

@@ -58,8 +58,8 @@ import logging
 import numpy as np
 
 from softness.errors import SoftnessError
-from softness.hops import frame_interval_fs, system_attribute
-from softness.io import atomic_h5
+from softness.hops import frame_interval_fs
+from softness.io import atomic_h5, system_attribute
 from softness.trajectory import read_trajectory
 
 log = logging.getLogger(__name__)

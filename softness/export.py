@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from softness.errors import SoftnessError
-from softness.io import open_input, require, temporary_path
+from softness.io import decode, open_input, require, temporary_path
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,6 @@ class ExportFrames:
         return (self.labels == 0).astype(np.int8)
 
 
-def _decode(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _attr_float(attrs, key) -> float:
     try:
         return float(attrs.get(key, np.nan))
@@ -133,7 +129,7 @@ def _attr_float(attrs, key) -> float:
 def _stored_window_fs(attrs) -> float | None:
     """``arrhenius.P_R_window_fs`` of the config a product stores, or None."""
     try:
-        cfg = json.loads(_decode(attrs.get("config", "{}")))
+        cfg = json.loads(decode(attrs.get("config", "{}")))
         return float(cfg["arrhenius"]["P_R_window_fs"])
     except (ValueError, KeyError, TypeError):
         return None
@@ -273,7 +269,7 @@ def open_products(trajectory, softness, hops, *, window_fs: float | None = None)
                         species=species, species_names=names, time_fs=traj_times,
                         softness_frames=frames["softness"], hops_frames=frames["hops"], window_frames=w,
                         window_fs=w * dt_hops, temperature_K=temperature,
-                        system=None if system is None else _decode(system), attrs=dict(first.attrs))
+                        system=None if system is None else decode(system), attrs=dict(first.attrs))
 
 
 def select_frames(source: ExportSource, frames=None) -> np.ndarray:

@@ -54,7 +54,7 @@ import h5py
 import numpy as np
 
 from softness.errors import SoftnessError
-from softness.io import atomic_h5, open_input, require
+from softness.io import atomic_h5, decode_all, open_input, require, system_attribute
 from softness.trajectory import read_species_names, read_trajectory
 
 log = logging.getLogger(__name__)
@@ -386,17 +386,6 @@ def species_thresholds(cfg: dict, key: str, species_names, source) -> np.ndarray
     return np.array([values[name] for name in species_names], dtype=np.float64)
 
 
-def decode_names(values) -> tuple:
-    """Species names stored as bytes or str (e.g. a ``/species_names`` dataset) as a tuple of str."""
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).ravel())
-
-
-def system_attribute(attrs):
-    """The root attribute ``system`` (e.g. "silica") of a file's attributes as str, or None."""
-    system = attrs.get("system")
-    return None if system is None else (system.decode() if isinstance(system, bytes) else str(system))
-
-
 def _names_of_source(source) -> tuple:
     """Species names and ``system`` attribute of the file a product is made from.
 
@@ -406,7 +395,7 @@ def _names_of_source(source) -> tuple:
         with h5py.File(source, "r") as f:
             system = system_attribute(f.attrs)
             if "species_names" in f:
-                return decode_names(f["species_names"][()]), system
+                return decode_all(f["species_names"][()]), system
             is_trajectory = "particles/all/species" in f
     except (OSError, TypeError) as exc:
         raise SoftnessError(f"cannot read the species names of {source} ({exc}).") from None
@@ -634,7 +623,7 @@ def plot_p_hop_histogram(hops_files, out=None, *, bins=None):
         with open_input(path, "hops") as f:
             require(f, "p_hop", "events", "species", "species_names", "thresholds/p_c_A2",
                     "thresholds/p_quiet_A2", what="hops")
-            own_names = decode_names(f["species_names"][()])
+            own_names = decode_all(f["species_names"][()])
             if names is None:
                 names, first = own_names, path
             elif own_names != names:

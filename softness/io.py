@@ -136,3 +136,20 @@ def check_finite(name: str, values, where: str) -> None:
     if not np.all(np.isfinite(values)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
         raise SoftnessError(f"{where}: '{name}' holds a non-finite value at index {bad}.")
+
+
+def decode(value) -> str:
+    """One stored string (h5py reads bytes or str) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def decode_all(values) -> tuple[str, ...]:
+    """Stored strings (a dataset or attribute of bytes or str, any shape, flattened) as str."""
+    return tuple(decode(v) for v in np.asarray(values).ravel())
+
+
+def system_attribute(attrs) -> str | None:
+    """The root attribute ``system`` of a file (e.g. "silica") as str, or None if it has none
+    (``attrs``: an h5py AttributeManager or a dict)."""
+    system = attrs.get("system")
+    return None if system is None else decode(system)

@@ -95,7 +95,7 @@ import numpy as np
 
 from softness import arrhenius, classifier, hops
 from softness.errors import SoftnessError
-from softness.io import atomic_h5, check_finite, open_input, require
+from softness.io import atomic_h5, check_finite, open_input, require, system_attribute
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +488,7 @@ def _species_and_system(feats) -> tuple[tuple, str | None]:
     for _, path in feats:
         with _features(path) as ff:
             these = classifier.species_names_of(ff, "features", path)
-            system = classifier.system_of(ff)
+            system = system_attribute(ff.attrs)
         if names is None:
             names, first = these, path
         else:

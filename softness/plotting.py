@@ -43,7 +43,7 @@ from matplotlib.figure import Figure
 
 from softness import units
 from softness.errors import SoftnessError
-from softness.io import open_input, require
+from softness.io import decode, decode_all, open_input, require, system_attribute
 from softness.structure import species_pairs
 
 #: Okabe & Ito (2008), "Color universal design": distinguishable with any colour vision.
@@ -92,15 +92,11 @@ def _species_names_for(species_names, n_species: int, what: str) -> tuple[str, .
     return names
 
 
-def _decode(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def product_species_names(f, what: str) -> tuple[str, ...]:
     """The species names a product stores in ``/species_names``, indexed by species number."""
     if "species_names" not in f:
         raise SoftnessError(f"{what} file {f.filename} has no '/species_names' naming its species.")
-    return tuple(_decode(v) for v in np.atleast_1d(f["species_names"][()]))
+    return decode_all(f["species_names"][()])
 
 
 def _same_names(rows, what: str) -> tuple[str, ...]:
@@ -117,9 +113,9 @@ def product_system(attrs) -> str | None:
     """The system a product was made for: its root attribute ``system``, else ``system.name`` of the
     config it stores, else None (``attrs``: the root attributes, an h5py AttributeManager or dict)."""
     if "system" in attrs:
-        return _decode(attrs["system"])
+        return system_attribute(attrs)
     try:
-        cfg = json.loads(_decode(attrs.get("config", "{}")))
+        cfg = json.loads(decode(attrs.get("config", "{}")))
     except ValueError:
         return None
     system = cfg.get("system") if isinstance(cfg, dict) else None

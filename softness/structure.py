@@ -62,7 +62,7 @@ import h5py
 import numpy as np
 
 from softness.errors import SoftnessError
-from softness.io import atomic_h5, check_finite, open_input, require
+from softness.io import atomic_h5, check_finite, decode_all, open_input, require
 from softness.trajectory import count_frames, read_species_names, read_trajectory
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,6 @@ def species_pairs(n_species: int) -> list[tuple[int, int]]:
 def pair_names(species_names) -> list[str]:
     """The names of the unordered species pairs in feature order, e.g. ``SiSi, SiO, OO``."""
     return [species_names[a] + species_names[b] for a, b in species_pairs(len(species_names))]
-
-
-def _decode(values) -> tuple[str, ...]:
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(values))
 
 
 def _fmt(x: float) -> str:
@@ -123,7 +119,7 @@ class StructureGrid:
         if isinstance(self.species_names, (str, bytes)):
             raise SoftnessError(f"species_names must be a sequence of names, not the string "
                                 f"{self.species_names!r}.")
-        object.__setattr__(self, "species_names", _decode(self.species_names))
+        object.__setattr__(self, "species_names", decode_all(self.species_names))
         species = self.species_names
         if len(species) == 0:
             raise SoftnessError("the structure-function grid names no species.")
@@ -268,9 +264,9 @@ class StructureGrid:
             raise SoftnessError(f"{f.filename} has no '/grid'; is it a features file?")
         g = f["grid"]
         if "radial_species" in g:
-            species_names = _decode(g["radial_species"][()])
+            species_names = decode_all(g["radial_species"][()])
         elif "species_names" in f:
-            species_names = _decode(f["species_names"][()])
+            species_names = decode_all(f["species_names"][()])
         else:
             raise SoftnessError(f"{f.filename} does not name the species of its grid "
                                 "('/grid/radial_species').")
@@ -278,7 +274,7 @@ class StructureGrid:
                    angular_xi_A=g["angular_xi_A"][()], angular_lambda=g["angular_lambda"][()],
                    angular_zeta=g["angular_zeta"][()], cutoff_A=g.attrs.get("cutoff_A", f.attrs["cutoff_A"]),
                    species_names=species_names)
-        if "angular_pair" in g and list(_decode(g["angular_pair"][()])) != grid.pair_names():
+        if "angular_pair" in g and list(decode_all(g["angular_pair"][()])) != grid.pair_names():
             raise SoftnessError(f"{f.filename}: '/grid/angular_pair' does not list the pairs of the species "
                                 f"{', '.join(species_names)} in feature order "
                                 f"({', '.join(grid.pair_names())}).")
@@ -753,7 +749,7 @@ def read_features(path) -> tuple[np.ndarray, StructureGrid, dict]:
         extra = {k: f[k][()] for k in ("frames", "step", "time_fs", "species") if k in f}
         extra["feature_names"] = [s.decode() if isinstance(s, bytes) else s for s in f["feature_names"][()]]
         extra["temperature_K"] = float(f.attrs.get("temperature_K", np.nan))
-        extra["species_names"] = (_decode(f["species_names"][()]) if "species_names" in f
+        extra["species_names"] = (decode_all(f["species_names"][()]) if "species_names" in f
                                   else grid.species_names)
         system = f.attrs.get("system")
         extra["system"] = system.decode() if isinstance(system, bytes) else system
