@@ -103,17 +103,18 @@ def test_bks_float32_forces_are_within_1e_5_of_the_float64_reference(reference_l
     assert w == pytest.approx(w_ref, rel=1e-4)
 
 
-def test_row_blocks_give_the_one_piece_forces_to_the_bit(reference_liquid, monkeypatch):
-    positions, species, box, _ = reference_liquid
+def test_row_blocks_give_the_one_piece_forces_to_the_bit(monkeypatch):
+    assert engine.rows_per_block(3000, 264, backend="gpu") == 3000  # a GPU sums all rows at once
+    assert engine.rows_per_block(3000, 264, backend="cpu") < 3000  # N = 3000 is blocked on a CPU
+    assert engine.rows_per_block(648, 264, backend="cpu") == 648  # N = 648 is one piece
+    positions, species, box = _melt(64, 5, 0.1)  # a small melt, cut into blocks by a small block size
     n = len(species)
-    assert engine.rows_per_block(n, 264, backend="gpu") == n  # a GPU sums all rows at once
-    assert engine.rows_per_block(n, 264, backend="cpu") < n  # N = 3000 is blocked on a CPU
     with md.precision_scope("float32") as dtype:
+        capacity = engine.verlet_list(box, 6.0, 1.0).allocate(positions.astype(dtype)).idx.shape[-1]
         monkeypatch.setattr(engine, "PAIRS_PER_BLOCK", 1 << 40)
-        e1, f1, w1 = _ours(positions, box, species, 8.0, dtype)
-        monkeypatch.setattr(engine, "PAIRS_PER_BLOCK", 110_000)  # 7 blocks, the last one padded
-        e7, f7, w7 = _ours(positions, box, species, 8.0, dtype)
-        capacity = engine.verlet_list(box, 8.0, 1.0).allocate(positions.astype(dtype)).idx.shape[-1]
+        e1, f1, w1 = _ours(positions, box, species, 6.0, dtype)
+        monkeypatch.setattr(engine, "PAIRS_PER_BLOCK", n * capacity // 7)  # 7 blocks, the last one padded
+        e7, f7, w7 = _ours(positions, box, species, 6.0, dtype)
     block = engine.rows_per_block(n, capacity, backend="cpu")
     assert -(-n // block) == 7 and n % block != 0
     assert_array_equal(f7, f1)  # each row's sum is the same sum
