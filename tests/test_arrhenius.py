@@ -698,18 +698,26 @@ def test_three_species_train_apply_arrhenius_end_to_end(tmp_path):
     assert "| quantity | X | Y | Z |" in md
 
 
-def test_species_names_must_agree_across_the_files_pooled(tmp_path):
-    rng = np.random.default_rng(24)
+def two_temperature_products(tmp_path, seed):
+    """Synthetic products at 4000 and 4700 K, a model m.h5 trained at 4000 K and applied to both:
+    (cfg, softness files, hops files, dynamics files)."""
+    rng = np.random.default_rng(seed)
     u = np.eye(N_FEATURES)[:2]
-    for t in (4000.0, 4700.0):
+    temps = (4000.0, 4700.0)
+    for t in temps:
         synthetic_temperature(tmp_path, rng, t, u, n_atoms=60, n_frames=40)
-    cfg = config.resolve({"temperatures_K": [4000.0, 4700.0], "train": {"n_per_class": 50, "cv_folds": 2}})
+    cfg = config.resolve({"temperatures_K": list(temps), "train": {"n_per_class": 50, "cv_folds": 2}})
     classifier.train_file(cfg, tmp_path / "features_4000.h5", tmp_path / "hops_4000.h5", tmp_path / "m.h5")
-    softness = [tmp_path / f"s_{t:g}.h5" for t in (4000.0, 4700.0)]
-    for t, out in zip((4000.0, 4700.0), softness, strict=True):
+    softness = [tmp_path / f"s_{t:g}.h5" for t in temps]
+    for t, out in zip(temps, softness, strict=True):
         classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / f"features_{t:g}.h5", out)
-    hops = [tmp_path / "hops_4000.h5", tmp_path / "hops_4700.h5"]
-    dynamics = [tmp_path / "dynamics_4000.h5", tmp_path / "dynamics_4700.h5"]
+    hops = [tmp_path / f"hops_{t:g}.h5" for t in temps]
+    dynamics = [tmp_path / f"dynamics_{t:g}.h5" for t in temps]
+    return cfg, softness, hops, dynamics
+
+
+def test_species_names_must_agree_across_the_files_pooled(tmp_path):
+    cfg, softness, hops, dynamics = two_temperature_products(tmp_path, 24)
 
     def renamed(path, names):
         with h5py.File(path, "a") as f:
@@ -749,18 +757,7 @@ def test_species_names_must_agree_across_the_files_pooled(tmp_path):
 
 
 def test_arrhenius_refuses_a_single_temperature_and_mismatched_files(tmp_path, capsys, caplog):
-    rng = np.random.default_rng(18)
-    u = np.eye(N_FEATURES)[:2]
-    for t in (4000.0, 4700.0):
-        synthetic_temperature(tmp_path, rng, t, u, n_atoms=60, n_frames=40)
-    cfg = config.resolve({"temperatures_K": [4000.0, 4700.0], "train": {"n_per_class": 50, "cv_folds": 2}})
-    classifier.train_file(cfg, tmp_path / "features_4000.h5", tmp_path / "hops_4000.h5", tmp_path / "m.h5")
-    for t in (4000.0, 4700.0):
-        classifier.apply_file(cfg, tmp_path / "m.h5", tmp_path / f"features_{t:g}.h5",
-                              tmp_path / f"s_{t:g}.h5")
-    softness = [tmp_path / "s_4000.h5", tmp_path / "s_4700.h5"]
-    hops = [tmp_path / "hops_4000.h5", tmp_path / "hops_4700.h5"]
-    dynamics = [tmp_path / "dynamics_4000.h5", tmp_path / "dynamics_4700.h5"]
+    cfg, softness, hops, dynamics = two_temperature_products(tmp_path, 18)
     one = [tmp_path / "s_4000.h5"], [tmp_path / "hops_4000.h5"], [tmp_path / "dynamics_4000.h5"]
     with pytest.raises(SoftnessError, match="needs at least two"):
         arrhenius.arrhenius_file(cfg, *one, tmp_path / "a.h5")
