@@ -301,7 +301,8 @@ def pair_forces(potential: PairPotential, box, species, *, energy: bool = False)
     rc2 = potential.cutoff ** 2
 
     def rows(R, R_rows, idx, sp_rows):
-        """Force, pair energy and virial of some rows of the list (each pair counted once per end)."""
+        """Force on some rows of the list, and (``energy``) their pair energy and virial sums
+        (each pair counted once per end)."""
         dtype = R.dtype
         sp = jnp.asarray(species_np)
         valid = idx < n
@@ -313,8 +314,8 @@ def pair_forces(potential: PairPotential, box, species, *, energy: bool = False)
         u, f_over_r = potential.kernel(jnp.where(inside, r2, rc2), pair, dtype)
         f_over_r = jnp.where(inside, f_over_r, 0)
         force = jnp.sum(f_over_r[..., None] * d, axis=1)
-        if not energy:
-            return force
+        if not energy:  # the sums are not computed
+            return force, jnp.zeros((), dtype), jnp.zeros((), dtype)
         return force, jnp.sum(jnp.where(inside, u, 0)), jnp.sum(f_over_r * r2)
 
     def fn(R, nbrs):
@@ -322,7 +323,7 @@ def pair_forces(potential: PairPotential, box, species, *, energy: bool = False)
         block = rows_per_block(n, idx.shape[-1])
         sp = jnp.asarray(species_np)
         if block >= n:
-            out = rows(R, R, idx, sp)
+            force, u, virial = rows(R, R, idx, sp)
         else:
             n_blocks = -(-n // block)
             pad = n_blocks * block - n
@@ -331,13 +332,10 @@ def pair_forces(potential: PairPotential, box, species, *, energy: bool = False)
                 x = jnp.concatenate([x, jnp.full((pad,) + x.shape[1:], fill, x.dtype)]) if pad else x
                 return x.reshape((n_blocks, block) + x.shape[1:])
 
-            out = lax.map(lambda a: rows(R, *a), (blocks(R, 0), blocks(idx, n), blocks(sp, 0)))
-            force = out[0] if energy else out
-            force = force.reshape(n_blocks * block, 3)[:n]
-            out = (force, jnp.sum(out[1]), jnp.sum(out[2])) if energy else force
+            force, u, virial = lax.map(lambda a: rows(R, *a), (blocks(R, 0), blocks(idx, n), blocks(sp, 0)))
+            force, u, virial = force.reshape(n_blocks * block, 3)[:n], jnp.sum(u), jnp.sum(virial)
         if not energy:
-            return out
-        force, u, virial = out
+            return force
         return PairSums(force=force, energy=0.5 * u + jnp.asarray(self_total, R.dtype), virial=0.5 * virial)
 
     return fn
