@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
-from softness import __version__
+from softness import __version__, interrupts
 from softness import config as config_mod
 from softness.errors import SoftnessError
 
@@ -322,12 +321,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    # A cluster's wall-time SIGTERM is handled like Ctrl-C: stages checkpoint and
-    # remove partial output on KeyboardInterrupt.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -335,7 +328,9 @@ def main(argv=None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # A cluster's wall-time SIGTERM is handled like Ctrl-C: stages checkpoint and remove
+    # partial output on KeyboardInterrupt.
+    interrupts.install()
     try:
         # (a command without a config, such as compare, skips resolving the defaults: that builds
         # the default system's potential and so imports JAX)

@@ -63,7 +63,7 @@ import numpy as np
 
 from softness import config as config_rules
 from softness import engine as fast
-from softness import systems, units
+from softness import interrupts, systems, units
 from softness.errors import SoftnessError
 from softness.io import open_input, place_product, provenance, temporary_path
 from softness.progress import Progress
@@ -922,6 +922,7 @@ class _Run:
             n_first, n_frames, n_tail = plan_chunk(step, limit, next_frame, every, engine.frames_per_chunk)
             self.next_frame = next_frame
             c, frames = engine.advance(c, self.sched, n_first, n_frames, n_tail)
+            interrupts.check()  # a signal whose KeyboardInterrupt was dropped stops the run here
             self.check(c, frames)
             step = step + n_first + max(n_frames - 1, 0) * every + n_tail
             assert int(c["step"]) == step

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from numpy.testing import assert_array_equal
 
-from softness import cli, config, md
+from softness import cli, config, interrupts, md
 from softness.errors import SoftnessError
 from softness.io import temporary_path
 from softness.progress import Progress
@@ -103,6 +103,38 @@ def _stopped_run(cfg, d, out, monkeypatch, *, at_step: int, stop: BaseException)
     with pytest.raises(type(stop)):
         md.run_temperature(cfg, d / "quench.h5", 3500.0, out)
     monkeypatch.setattr(Progress, "update", update)
+
+
+class _SignalInDel:
+    """An object whose ``__del__`` receives SIGTERM: Python drops the handler's exception there,
+    as it does when a signal lands in JAX's garbage-collection callback."""
+
+    def __del__(self):
+        interrupts.on_signal(signal.SIGTERM, None)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_whose_interrupt_was_dropped_still_stops_the_run(mech, tmp_path, monkeypatch):
+    # A wall-time SIGTERM that arrives inside a __del__ or a GC callback raises nothing where
+    # it lands; the run must still stop, at the next chunk, keeping its checkpoint.
+    monkeypatch.setattr(interrupts, "_received", [])
+    cfg, d = mech
+    out = tmp_path / "T3500.h5"
+    update, seen = Progress.update, []
+
+    def signal_dropped(self, step):
+        update(self, step)
+        if step >= 5000 and not seen:
+            seen.append(step)
+            _SignalInDel()  # dies at once; its KeyboardInterrupt is printed and dropped
+
+    monkeypatch.setattr(Progress, "update", signal_dropped)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        md.run_temperature(cfg, d / "quench.h5", 3500.0, out)
+    assert seen and not out.exists()
+    with h5py.File(md.checkpoint_path(out), "r") as f:
+        assert f.attrs["step"] == 4000
+    interrupts.check()  # the signal was raised once, not again
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device")],
