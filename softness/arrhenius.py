@@ -135,7 +135,7 @@ from scipy import stats
 from softness import systems, units
 from softness.classifier import names_dataset, species_names_of
 from softness.errors import SoftnessError
-from softness.io import atomic_h5, open_input, require, system_attribute
+from softness.io import atomic_h5, decode_all, open_input, require, system_attribute
 
 log = logging.getLogger(__name__)
 
@@ -1453,7 +1453,7 @@ def result_species_names(r: dict) -> list:
     """The species names of results of :func:`analyse` (``species_names``), as str."""
     if "species_names" not in r:
         raise SoftnessError("the results name no species ('species_names' is missing).")
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(r["species_names"])]
+    return list(decode_all(r["species_names"]))
 
 
 def fit_results(r: dict, acfg: dict) -> None:

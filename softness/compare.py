@@ -47,7 +47,7 @@ from matplotlib.figure import Figure
 
 from softness import systems
 from softness.errors import SoftnessError
-from softness.io import open_input, temporary_path
+from softness.io import decode_all, open_input, temporary_path
 from softness.plotting import OKABE_ITO, product_system, species_marker
 
 log = logging.getLogger(__name__)
@@ -210,8 +210,7 @@ def _names(f, path) -> tuple:
     if "species_names" not in f:
         raise SoftnessError(f"file {path} has no '/species_names' naming its species; remake it with this "
                             "version of the pipeline.")
-    raw = np.atleast_1d(f["species_names"][()])
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in raw)
+    return decode_all(f["species_names"][()])
 
 
 def parse_studies(specs) -> list[tuple[str, Path]]:

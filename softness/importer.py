@@ -250,6 +250,8 @@ def _open_h5md(path, topology, species_map) -> _Source:
     import MDAnalysis as mda
     from MDAnalysis.coordinates.H5MD import H5MDReader
 
+    from softness.io import decode_all
+
     try:
         with h5py.File(path, "r") as f:
             groups = list(f["particles"]) if "particles" in f else []
@@ -276,7 +278,7 @@ def _open_h5md(path, topology, species_map) -> _Source:
             raise SoftnessError(f"trajectory file {path} has no species dataset to name its atoms; give a "
                                 "topology.")
         if names is not None:
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+            names = decode_all(names)
             types = np.array([names[s] for s in species], dtype=str)
         else:
             types = species.astype(str)

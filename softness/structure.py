@@ -62,7 +62,7 @@ import h5py
 import numpy as np
 
 from softness.errors import SoftnessError
-from softness.io import atomic_h5, check_finite, decode_all, open_input, require
+from softness.io import atomic_h5, check_finite, decode, decode_all, open_input, require, system_attribute
 from softness.trajectory import count_frames, read_species_names, read_trajectory
 
 log = logging.getLogger(__name__)
@@ -706,7 +706,7 @@ def features_file(cfg: dict, trajectory, out, *, chunk_atoms: int = 128, frames_
         f.attrs["frame_stride"] = stride
         f.attrs["source"] = str(trajectory)
         if system is not None:
-            f.attrs["system"] = system.decode() if isinstance(system, bytes) else str(system)
+            f.attrs["system"] = decode(system)
         grid.write(f)
         ds = f.create_dataset("features", shape=(len(frames), n_atoms, len(names)), dtype=np.float32,
                               chunks=(1, n_atoms, len(names)))
@@ -747,10 +747,9 @@ def read_features(path) -> tuple[np.ndarray, StructureGrid, dict]:
         require(f, "features", "feature_names", "frames", "species", "grid", what="features")
         grid = StructureGrid.read(f)
         extra = {k: f[k][()] for k in ("frames", "step", "time_fs", "species") if k in f}
-        extra["feature_names"] = [s.decode() if isinstance(s, bytes) else s for s in f["feature_names"][()]]
+        extra["feature_names"] = list(decode_all(f["feature_names"][()]))
         extra["temperature_K"] = float(f.attrs.get("temperature_K", np.nan))
         extra["species_names"] = (decode_all(f["species_names"][()]) if "species_names" in f
                                   else grid.species_names)
-        system = f.attrs.get("system")
-        extra["system"] = system.decode() if isinstance(system, bytes) else system
+        extra["system"] = system_attribute(f.attrs)
         return f["features"][()], grid, extra

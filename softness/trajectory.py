@@ -43,7 +43,7 @@ import numpy as np
 
 from softness import __version__
 from softness.errors import SoftnessError
-from softness.io import open_input
+from softness.io import decode_all, open_input
 
 PARTICLES = "particles/all"
 
@@ -310,7 +310,7 @@ def _species_names(f: h5py.File, path) -> tuple:
     """The species names of an open trajectory (see :func:`read_species_names`)."""
     species = f[PARTICLES + "/species"]
     if "names" in species.attrs:
-        return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in species.attrs["names"])
+        return decode_all(species.attrs["names"])
     # Trajectories written before species were named were all BKS silica (0 = Si, 1 = O).
     if "BKS" in str(f.attrs.get("potential", "")):
         from softness.systems import silica
