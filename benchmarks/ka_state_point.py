@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+os.environ["PJRT_NPROC"] = "1"  # one XLA:CPU thread (XLA_FLAGS do not size its pool)
 
 import argparse  # noqa: E402
 import sys  # noqa: E402

@@ -3,8 +3,9 @@
 Liquid BKS silica (``softness.systems.silica``: Buckingham + DSF Coulomb + r^-24 core, cutoff
 8 A) at 2.2 g/cm^3, float32, NVT Nose-Hoover at 5000 K (a hot liquid: a neighbour-list
 rebuild every few steps), dt = 1 fs, tau = 100 fs, skin 1 A, N = 648 and N = 3000 atoms, one
-XLA thread (``XLA_FLAGS`` is set here before jax is imported) and one LAMMPS thread and MPI
-rank, all in one process:
+XLA thread (``PJRT_NPROC=1``, set here before jax is imported; the processor time of each
+measurement over its wall time is printed as a check) and one LAMMPS thread and MPI rank, all in
+one process:
 
 * ours: the driver's host loop as ``softness run`` uses it (``softness.md._Run``: chunks of
   md.chunk_steps, a frame every run.frame_interval_fs = 50 fs with energy, pressure and
@@ -64,8 +65,11 @@ from __future__ import annotations
 
 import os
 
-# One XLA thread and one OpenMP thread, before jax (or LAMMPS) is loaded.
-os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# One XLA thread and one OpenMP thread, before jax (or LAMMPS) is loaded. XLA:CPU sizes its
+# thread pool from PJRT_NPROC (XLA_FLAGS alone leave it as large as the machine: a run then
+# keeps 1.9 of 2 cores busy); the processor time of every measurement is checked below.
+os.environ["PJRT_NPROC"] = "1"
+os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
@@ -329,6 +333,11 @@ class Lammps:
         self.lmp.close()
 
 
+#: Processor time over wall time of every timed measurement, by runner name: 1.0 is one core
+#: kept busy (the check that each variant runs on one thread).
+CORES_BUSY: dict[str, list] = {}
+
+
 def interleave(runners: dict, steps: dict, atoms: dict, repeats: int, loads: list) -> dict:
     """Time each runner ``repeats`` times, the order rotated by one each repeat; atom-steps/s."""
     names = list(runners)
@@ -336,11 +345,18 @@ def interleave(runners: dict, steps: dict, atoms: dict, repeats: int, loads: lis
     for r in range(repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             runners[name].steps(steps[name])
-            rates[name].append(atoms[name] * steps[name] / (time.perf_counter() - t0))
+            wall = time.perf_counter() - t0
+            rates[name].append(atoms[name] * steps[name] / wall)
+            CORES_BUSY.setdefault(name, []).append((time.process_time() - cpu0) / wall)
         loads.append(os.getloadavg()[0])
     return rates
+
+
+def cores_busy(names) -> dict:
+    """Median processor time / wall time of each runner's measurements."""
+    return {name: statistics.median(CORES_BUSY[name]) for name in names if name in CORES_BUSY}
 
 
 def ratio(rates: dict, a: str, b: str) -> dict | None:
@@ -431,6 +447,7 @@ def measure(n_sio2: int, repeats: int, scale: float, tmp: Path, lammps_cls, load
                            "jax_md": int(runners["jax_md"].nbrs.idx.shape[-1])}
         out["reallocations"] = engine.reallocations + loop.reallocations
     out["rates"] = rates
+    out["cores_busy"] = cores_busy(rates)
     out["median"] = {k: statistics.median(v) for k, v in rates.items()}
     out["ratios"] = {"ours/jax_md": ratio(rates, "ours", "jax_md"),
                      "ours/lammps": ratio(rates, "ours", "lammps"),
@@ -556,6 +573,10 @@ def _fmt_ratio(r) -> str:
     return f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})"
 
 
+def _busy(r: dict) -> str:
+    return ", ".join(f"{NAMES[k].strip()} {v:.2f}" for k, v in r["cores_busy"].items())
+
+
 def print_size(r: dict, label: str = "") -> None:
     n = r["n_atoms"]
     print(f"\n{label}N = {n}, float32, {r['T_K']:g} K; atom-steps/s, medians of {len(r['rates']['ours'])} "
@@ -582,6 +603,7 @@ def print_size(r: dict, label: str = "") -> None:
     print("  kinetic temperature at the end: " + ", ".join(f"{k} {v:.0f} K" for k, v in t.items())
           + f"; ours: {r['steps_per_build']:.1f} steps per list build, capacity {r['capacity']['ours']} per "
           f"atom (jax_md: {r['capacity']['jax_md']} pairs), reallocations {r['reallocations']}")
+    print("  cores busy (processor time / wall time, medians): " + _busy(r))
 
 
 def print_batching(b: dict) -> None:
@@ -673,6 +695,8 @@ def markdown(results, batching, gpu, backend, loads, command, energy_line, secon
     lines.append("* " + "; ".join(
         f"N = {r['n_atoms']}: {r['steps_per_build']:.1f} steps per list build (ours), steps per "
         f"measurement {r['steps']}" for r in results) + ".")
+    lines.append("* Cores busy (processor time / wall time of the process, medians; 1.00 is one core): "
+                 + "; ".join(f"N = {r['n_atoms']}: " + _busy(r) for r in results) + ".")
     lines.append(f"* {energy_line}.")
     if batching is not None:
         lines += [
@@ -725,6 +749,9 @@ def side_markdown(pairs, loads, command, seconds) -> str:
                          "two serial runs, the figure for `--lammps-2core`).")
     for pair in pairs:
         lines += [f"* copy {i + 1}, " + g[2:] for i, r in enumerate(pair) for g in _goal_lines([r])]
+    lines.append("* Cores busy (processor time / wall time of each copy, medians; 1.00 is one core): "
+                 + "; ".join(f"copy {i + 1}, N = {r['n_atoms']}: " + _busy(r)
+                             for pair in pairs for i, r in enumerate(pair)) + ".")
     return "\n".join(lines) + "\n"
 
 

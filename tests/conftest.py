@@ -2,9 +2,15 @@
 
 import fcntl
 import json
+import os
 from pathlib import Path
 
 import pytest
+
+# Under pytest-xdist every core already runs a worker: each worker's XLA keeps to one thread
+# (XLA:CPU sizes its pool from PJRT_NPROC, read when JAX starts).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("PJRT_NPROC", "1")
 
 #: Test modules that take minutes (a SLURM cluster, the whole workflow) go first, one to each
 #: worker, so that the workers finish together; the module that reads test_workflow.py's run

@@ -293,8 +293,8 @@ def shell_prefix():
       workflow runs without activating any environment;
     * the source tree is put on PYTHONPATH, so jobs and notebooks use exactly the code of
       this workflow;
-    * a single-threaded job (OMP_NUM_THREADS is set by Snakemake to the rule's threads)
-      keeps XLA on one core: two such jobs side by side beat one two-threaded job;
+    * (the command line sizes XLA's CPU thread pool from OMP_NUM_THREADS, which Snakemake
+      sets to the rule's threads: softness.cli.use_the_threads_given)
     * on a GPU, XLA allocates memory as needed instead of grabbing most of it, so that
       several jobs can share one device.
     """
@@ -303,8 +303,6 @@ def shell_prefix():
         "set -euo pipefail",
         f'export PYTHONPATH={basedir}"${{PYTHONPATH:+:$PYTHONPATH}}"',
         "export XLA_PYTHON_CLIENT_PREALLOCATE=false",
-        'if [ "${OMP_NUM_THREADS:-1}" = 1 ]; then export XLA_FLAGS="${XLA_FLAGS:-} '
-        '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"; fi',
     ]
     if _uses_conda():
         lines.append('softness() { python -m softness "$@"; }')
