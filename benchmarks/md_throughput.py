@@ -3,8 +3,9 @@
 Liquid BKS silica (``softness.systems.silica``: Buckingham + DSF Coulomb + r^-24 core, cutoff
 8 A) at 2.2 g/cm^3, float32, NVT Nose-Hoover at 5000 K (a hot liquid: a neighbour-list
 rebuild every few steps), dt = 1 fs, tau = 100 fs, skin 1 A, N = 648 and N = 3000 atoms, one
-XLA thread (``PJRT_NPROC=1``, set here before jax is imported; the processor time of each
-measurement over its wall time is printed as a check) and one LAMMPS thread and MPI rank, all in
+XLA thread (``PJRT_NPROC=1``, set here before jax is imported, with the rest of
+``softness.cli.set_up_xla``; the processor time of each measurement over its wall time is
+printed as a check) and one LAMMPS thread and MPI rank, all in
 one process:
 
 * ours: the driver's host loop as ``softness run`` uses it (``softness.md._Run``: chunks of
@@ -65,12 +66,13 @@ from __future__ import annotations
 
 import os
 
-# One XLA thread and one OpenMP thread, before jax (or LAMMPS) is loaded. XLA:CPU sizes its
-# thread pool from PJRT_NPROC (XLA_FLAGS alone leave it as large as the machine: a run then
-# keeps 1.9 of 2 cores busy); the processor time of every measurement is checked below.
-os.environ["PJRT_NPROC"] = "1"
-os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+# One XLA thread and one OpenMP thread, and XLA set up as `softness` runs it (softness.cli:
+# PJRT_NPROC sizes XLA:CPU's thread pool, 512-bit vectors), before jax or LAMMPS is loaded;
+# the processor time of every measurement is checked below.
 os.environ["OMP_NUM_THREADS"] = "1"
+from softness import cli  # noqa: E402  (imports no JAX)
+
+cli.set_up_xla()
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402

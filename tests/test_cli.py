@@ -6,12 +6,14 @@ import sys
 
 import pytest
 
+from softness import cli
+
 # Runs a jitted computation after the command line's set-up and prints the size of XLA:CPU's
 # worker pool (its threads are named "...XLAEigen").
 PROBE = """
 import os
 from softness import cli
-cli.use_the_threads_given()
+cli.set_up_xla()
 import jax, jax.numpy as jnp
 jax.jit(lambda a: (a * a).sum())(jnp.ones((256, 256))).block_until_ready()
 names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
@@ -34,3 +36,16 @@ def test_xla_uses_the_threads_a_job_is_given():
     assert xla_cpu_threads(OMP_NUM_THREADS="3") == 3
     # an explicit PJRT_NPROC wins
     assert xla_cpu_threads(OMP_NUM_THREADS="1", PJRT_NPROC="2") == 2
+
+
+def test_xla_flags_ask_for_wide_vectors_and_keep_the_users_own(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # (the thread pool is left alone)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    cli.set_up_xla()
+    assert os.environ["XLA_FLAGS"] == cli.XLA_CPU_FLAGS
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    cli.set_up_xla()
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_dump_to=/tmp/x", cli.XLA_CPU_FLAGS]
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
+    cli.set_up_xla()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_prefer_vector_width=256"

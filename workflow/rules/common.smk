@@ -294,7 +294,7 @@ def shell_prefix():
     * the source tree is put on PYTHONPATH, so jobs and notebooks use exactly the code of
       this workflow;
     * (the command line sizes XLA's CPU thread pool from OMP_NUM_THREADS, which Snakemake
-      sets to the rule's threads: softness.cli.use_the_threads_given)
+      sets to the rule's threads: softness.cli.set_up_xla)
     * on a GPU, XLA allocates memory as needed instead of grabbing most of it, so that
       several jobs can share one device.
     """
