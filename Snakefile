@@ -11,12 +11,20 @@
 # the DAG starts from those files (workflow/rules/import.smk) instead of the quench and the MD runs.
 from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
 
-from softness.config import check_import_files, import_mode, resolve
+from softness.config import check_import_files, import_mode, replace_run_length_mappings, resolve
 from softness.errors import SoftnessError
 
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
+
+
+# Snakemake merged the command line's --configfile files and --config on top of that key by key;
+# a mapping of run lengths per temperature given there replaces the default study's whole.
+for override in [*(yaml.safe_load(Path(f).read_text()) for f in workflow.config_settings.configfiles),
+                 dict(workflow.config_settings.config)]:
+    replace_run_length_mappings(config, override)
 
 
 # Fill every default from the schema and validate, so a broken config stops here, before any

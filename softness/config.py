@@ -652,6 +652,26 @@ def training_temperature(cfg: dict) -> float:
 RUN_LENGTH_KEYS = ("equilibration_time_fs", "production_time_fs")
 
 
+def replace_run_length_mappings(cfg: dict, override: dict | None) -> dict:
+    """Give ``cfg`` (in place) the run lengths per temperature of ``override`` whole.
+
+    Snakemake merges a ``--configfile`` or ``--config`` on top of config/config.yaml key by key,
+    mappings included, so a study's ``{T: fs}`` mapping would keep the default study's
+    temperatures beside its own, and a temperature between them would get a time interpolated
+    from the other study. Call this after each such merge with the config merged on top; a
+    single number is taken as it is anyway.
+
+    Returns:
+      ``cfg``.
+    """
+    run = (override or {}).get("run")
+    if isinstance(run, dict) and isinstance(cfg.get("run"), dict):
+        for key in RUN_LENGTH_KEYS:
+            if key in run:
+                cfg["run"][key] = copy.deepcopy(run[key])
+    return cfg
+
+
 def run_time_fs(cfg: dict, key: str, temperature_K: float) -> float:
     """``run.<key>`` (one of :data:`RUN_LENGTH_KEYS`) at one temperature, in fs.
 
@@ -679,9 +699,16 @@ def run_time_fs(cfg: dict, key: str, temperature_K: float) -> float:
     exact = np.isclose(inv_t, x, rtol=1e-12, atol=0.0)
     if exact.any():
         return float(values[np.argmax(exact)])
-    if np.any(values <= 0):  # (an equilibration of 0 fs) interpolate the time itself
-        return float(np.interp(x, inv_t, values))
-    return float(np.exp(np.interp(x, inv_t, np.log(values))))
+    if x <= inv_t[0] or x >= inv_t[-1]:  # the nearest end's time itself
+        return float(values[0] if x <= inv_t[0] else values[-1])
+    i = int(np.searchsorted(inv_t, x)) - 1
+    w = (x - inv_t[i]) / (inv_t[i + 1] - inv_t[i])
+    lo, hi = float(values[i]), float(values[i + 1])
+    if lo <= 0 or hi <= 0:  # (an equilibration of 0 fs) interpolate the time itself
+        return lo + w * (hi - lo)
+    # ln(time) linear in 1/T, written so that equal neighbours give their time to the bit
+    # (temperatures of equal lengths share an MD job: md_run_groups)
+    return lo * (hi / lo) ** w
 
 
 def run_section(cfg: dict, temperature_K: float) -> dict:

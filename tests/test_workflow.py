@@ -158,6 +158,22 @@ def test_dry_run_packs_temperatures_into_md_groups(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_run_length_mapping_on_the_command_line_replaces_the_default_one(tmp_path):
+    # config/config.yaml maps 2850-4500 K to production times (50 ps at 3450-4500 K). A study
+    # that maps only 3000 K, to 10 ps, runs every temperature for 10 ps (the nearest end of its
+    # mapping): Snakemake's key-by-key merge would keep the default's entries and give 3500 and
+    # 4000 K 50 ps. Groups pack temperatures of equal run lengths, so all three share one group
+    # only when the study's mapping is taken whole.
+    study = tmp_path / "lengths.yaml"
+    study.write_text("temperatures_K: [3000, 3500, 4000]\n"
+                     "run:\n  production_time_fs: {3000: 10000.0}\n  equilibration_time_fs: 5000.0\n"
+                     "execution:\n  md_replicas_per_job: 3\n")
+    res = snakemake(tmp_path, "-n", "--configfile", study)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert job_counts(res.stdout)["md_run_group"] == 1
+    assert "results/md_groups/T3000_3500_4000" in res.stdout
+
+
 def test_dry_run_plans_every_independent_run(tmp_path):
     # config/test.yaml's 3500, 4500, 6000 K with 2 independent runs each: every per-temperature rule
     # runs once per run, run 0 in results/T<T>/ as with one run and run 1 in results/T<T>/run1/;

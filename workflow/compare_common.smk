@@ -8,7 +8,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config
 
-from softness.config import resolve
+from softness.config import replace_run_length_mappings, resolve
 from softness.errors import SoftnessError
 
 STUDY_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -19,7 +19,8 @@ RESERVED = set(globals()) | set(dir(builtins)) | {"compare", "all", "before", "s
 
 def study_config(repo, name, files):
     """config/config.yaml with ``files`` (relative to ``repo``) deep-merged on top, in order, as
-    `snakemake --configfile` merges them, and resolved; one sentence naming the study otherwise."""
+    `snakemake --configfile` merges them (run lengths per temperature taken whole, as the
+    Snakefile does), and resolved; one sentence naming the study otherwise."""
     if not STUDY_NAME.fullmatch(str(name)) or keyword.iskeyword(name) or name in RESERVED:
         raise WorkflowError(f"study name {name!r} in 'studies' must be a lower-case letter followed by "
                             "lower-case letters, digits or underscores, and no name this workflow uses (it "
@@ -33,7 +34,9 @@ def study_config(repo, name, files):
         path = repo / path
         if not path.is_file():
             raise WorkflowError(f"study {name}: config file {path} does not exist.")
-        update_config(cfg, yaml.safe_load(path.read_text()) or {})
+        override = yaml.safe_load(path.read_text()) or {}
+        update_config(cfg, override)
+        replace_run_length_mappings(cfg, override)
     try:
         return resolve(cfg)
     except SoftnessError as exc:
