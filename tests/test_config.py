@@ -226,7 +226,8 @@ def test_run_lengths_per_temperature_are_looked_up_by_temperature():
     # lengths share an MD job), for a time that exp(ln(time)) does not give back exactly.
     flat = {3000: 10000.0, 4000: 10000.0}
     cfg_flat = config.resolve(merged(ci_config(), {"run": {"production_time_fs": flat}}))
-    assert [config.run_time_fs(cfg_flat, "production_time_fs", T) for T in (2500, 3500, 3900, 5000)] == [10000.0] * 4
+    times = [config.run_time_fs(cfg_flat, "production_time_fs", T) for T in (2500, 3500, 3900, 5000)]
+    assert times == [10000.0] * 4
     # The frames the cross-key rules count are those of the shortest run, as md.run_plan counts them.
     from softness import md
 

@@ -111,6 +111,45 @@ def test_paper_config_is_the_paper_protocol():
     assert max(cfg["temperatures_K"]) == 6000
 
 
+@pytest.mark.parametrize("name", ["config", "test", "paper", "kob_andersen", "import"])
+def test_report_captions_describe_the_system_of_the_config(name):
+    # `snakemake --report` renders each caption with Jinja on the resolved config: a caption that
+    # reads another system's keys fails the whole report, and one that names Si and O misleads.
+    from jinja2 import Environment
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    if name == "import":
+        change = {"temperatures_K": [3000.0, 4000.0], "import": {
+            "trajectories": {3000.0: "cold.lammpstrj", 4000.0: "hot.lammpstrj"}, "species": {1: "Si", 2: "O"},
+            "frame_interval_fs": 20.0, "system": "silica"}}
+    else:
+        change = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    update_config(cfg, change)
+    cfg = config_mod.resolve(config_mod.replace_run_length_mappings(cfg, change))
+
+    class Snakemake:  # what a caption sees (the figures' rules have no params or wildcards)
+        config, params, wildcards = cfg, {}, {}
+
+    env = Environment(trim_blocks=True, lstrip_blocks=True)  # as snakemake.report renders them
+    studies = {"strong_and_fragile.rst", "strong_vs_fragile.rst"}  # workflow/compare.smk's
+    text = {p.stem: env.from_string(p.read_text()).render(snakemake=Snakemake)
+            for p in (ROOT / "workflow" / "report").glob("*.rst") if p.name not in studies}
+    assert len(text) == 9
+    summary = " ".join(text["workflow"].split())
+    if name == "import":
+        assert "trajectories of the config's ``import`` section" in summary and "species Si, O" in summary
+        assert "quenched" not in summary
+    elif name == "kob_andersen":
+        assert "Kob-Andersen 80:20 Lennard-Jones mixture" in summary
+        assert f"N = {cfg['system']['n_particles']} particles" in summary
+        assert not [k for k, t in text.items() if re.search(r"\b(Si|O)\b|silica", t)]
+    else:
+        assert "liquid silica (BKS, JAX MD)" in summary
+        assert f"N = {3 * cfg['system']['n_sio2']} atoms" in summary
+        assert "Si-O peak near 1.6 A" in text["pair_correlation"]
+
+
 def test_science_config_holds_no_compute_settings():
     keys = set()
     for n in ("config", "test", "paper", "kob_andersen"):
