@@ -144,7 +144,8 @@ def cmd_import(args, cfg):
                                temperature_K=args.temperature, frame_interval_fs=args.frame_interval_fs,
                                topology=args.topology, format=args.format,
                                masses=pairs(args.masses, "--masses", float) or None, system=args.system,
-                               min_frames=min_frames, config=cfg if args.config is not None else None)
+                               min_frames=min_frames, length_unit_A=args.length_unit_A,
+                               config=cfg if args.config is not None else None)
 
 
 # ---------------------------------------------------------------------------- parser
@@ -316,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-interval-fs", type=float, metavar="DT",
                    help="time between frames in fs (needed when the file stores no times: LAMMPS dump, GSD, "
                         "extended XYZ; checked against the file's otherwise)")
+    p.add_argument("--length-unit-A", type=float, metavar="A",
+                   help="length of the file's length unit in Angstrom, for lengths without a unit (GSD, "
+                        "LAMMPS units lj; e.g. 3.405 for argon's sigma); default: the lengths are Angstrom")
     p.add_argument("--system", metavar="NAME", help="the system (silica, kob_andersen) the trajectory is of")
     p.add_argument("--masses", nargs="+", metavar="NAME=AMU",
                    help="mass of each species (default: the system's, else the elements')")

@@ -24,9 +24,9 @@ H5MD (.h5md,    MDAnalysis ``H5MDReader``     the ``image`` element if   the fil
                 ``image``)                    image
 ==============  ============================  =========================  =================
 
-Lengths are taken in MDAnalysis's units (A; XTC's nm are converted); a unitless format
-(GSD, LAMMPS ``units lj``) is read as if its length unit were 1 A, so convert first if it is
-not.
+Lengths are taken in MDAnalysis's units (A; XTC's nm are converted). A format whose lengths
+carry no unit (GSD, a LAMMPS dump of ``units lj``) is read in A unless ``length_unit_A`` gives
+the length of its unit (e.g. sigma = 3.405 A for argon): positions and box are multiplied by it.
 
 Species: each atom's type (``types``, else ``names`` of the topology; GSD type names;
 LAMMPS type numbers as text, e.g. ``"1"``; extended-XYZ element symbols; H5MD ``species``
@@ -464,7 +464,8 @@ def _masses(species, names, masses, system, path) -> np.ndarray:
 def import_trajectory(path, *, out, species_map: Mapping, temperature_K: float, frame_interval_fs=None,
                       topology=None, format: str | None = None, masses: Mapping | None = None,
                       system: str | None = None, min_frames: int | Callable[[float], int] | None = None,
-                      config: dict | None = None, dtype=np.float32) -> dict:
+                      length_unit_A: float | None = None, config: dict | None = None,
+                      dtype=np.float32) -> dict:
     """Read a trajectory made elsewhere and write it as our H5MD trajectory.
 
     Args:
@@ -483,6 +484,9 @@ def import_trajectory(path, *, out, species_map: Mapping, temperature_K: float, 
         ``system``); its species order is then used.
       min_frames: refuse fewer frames than this (e.g. the p_hop window): a number, or a
         function of the frame interval in fs returning one.
+      length_unit_A: the length of the file's length unit in A, for files whose lengths carry
+        no unit (GSD, LAMMPS ``units lj``): positions and box are multiplied by it (default:
+        the file's lengths are A).
       config: the resolved config, stored as provenance.
       dtype: floating dtype of the positions on disk.
 
@@ -502,6 +506,9 @@ def import_trajectory(path, *, out, species_map: Mapping, temperature_K: float, 
         raise SoftnessError(f"the frame interval must be positive (got {frame_interval_fs} fs).")
     if not np.isfinite(float(temperature_K)) or float(temperature_K) <= 0:
         raise SoftnessError(f"the temperature must be positive (got {temperature_K} K).")
+    scale = 1.0 if length_unit_A is None else float(length_unit_A)
+    if not (np.isfinite(scale) and scale > 0):
+        raise SoftnessError(f"the length unit must be a positive number of Angstrom (got {length_unit_A}).")
     if system is not None:
         from softness import systems
 
@@ -524,6 +531,8 @@ def import_trajectory(path, *, out, species_map: Mapping, temperature_K: float, 
         attrs["source_topology"] = str(Path(topology).resolve())
     if system is not None:
         attrs["system"] = system
+    if length_unit_A is not None:
+        attrs["source_length_unit_A"] = scale
 
     state = {"k": 0, "prev_x": None, "u": None, "steps": [], "times": [], "box0": None, "variable": False}
     with warnings.catch_warnings(), atomic_h5(out, "import", config) as f:
@@ -540,7 +549,7 @@ def import_trajectory(path, *, out, species_map: Mapping, temperature_K: float, 
 
         for fr in src.frames:
             k = state["k"]
-            x = fr.positions
+            x = fr.positions * scale if scale != 1.0 else fr.positions
             if x.shape != (n, 3):
                 raise SoftnessError(f"trajectory file {path} changes its number of atoms at frame {k}; "
                                     "only a fixed number of atoms is supported.")
@@ -548,7 +557,7 @@ def import_trajectory(path, *, out, species_map: Mapping, temperature_K: float, 
                 bad = int(np.flatnonzero(~np.all(np.isfinite(x), axis=1))[0])
                 raise SoftnessError(f"trajectory file {path} has NaN or infinite coordinates at frame {k} "
                                     f"(atom {bad}).")
-            L = fr.box
+            L = fr.box * scale if scale != 1.0 else fr.box
             u = _unwrap(src.coordinates, x, fr.images, L, state, path, k)
             images = np.floor(u / L).astype(np.int64)
             wrapped = (u - images * L).astype(dtype)

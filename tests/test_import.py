@@ -406,3 +406,31 @@ def test_mapped_types_without_atoms_are_not_species(tmp_path):
     t = read_trajectory(tmp_path / "o.h5")
     assert t.species_names == NAMES
     assert_array_equal(t.species, SPECIES)
+
+
+@pytest.mark.parametrize("case", ["lammps-images", "gsd-no-images"])
+def test_a_length_unit_scales_positions_box_and_p_hop(case, reference, tmp_path):
+    # A file in units of 2 A (as a LAMMPS `units lj` dump is in units of sigma): every length,
+    # the box included, doubles, the images and the unwrapping are unchanged and p_hop (a
+    # squared length) is 4 x the file's.
+    d, u, p_native = reference
+    writer, species_map, dt, tol, how = CASES[case]
+    traj_path, _ = writer(tmp_path, u, d)
+    import_trajectory(traj_path, out=tmp_path / "as_A.h5", species_map=species_map, temperature_K=1.0,
+                      frame_interval_fs=dt)
+    rc = cli.main(["import", str(traj_path), "--out", str(tmp_path / "in_2A.h5"), "--temperature", "1",
+                   "--frame-interval-fs", str(dt), "--length-unit-A", "2", "--species",
+                   *(f"{k}={v}" for k, v in species_map.items())])
+    assert rc == 0
+    plain, scaled = read_trajectory(tmp_path / "as_A.h5"), read_trajectory(tmp_path / "in_2A.h5")
+    assert_allclose(scaled.box, 2 * plain.box, rtol=1e-6)
+    assert_array_equal(scaled.images, plain.images)
+    assert_allclose(scaled.unwrapped(), 2 * u, rtol=0, atol=2 * tol)
+    assert scaled.attrs["source_length_unit_A"] == 2.0 and "source_length_unit_A" not in plain.attrs
+    p = hops.p_hop(scaled.positions, H, images=scaled.images, box=scaled.box)
+    ok = ~np.isnan(p_native)
+    assert_allclose(p[ok], 4 * p_native[ok], rtol=0, atol=16 * tol * (1 + np.sqrt(p_native[ok].max())))
+    with pytest.raises(SoftnessError, match="length unit must be a positive number of Angstrom"):
+        import_trajectory(traj_path, out=tmp_path / "x.h5", species_map=species_map, temperature_K=1.0,
+                          frame_interval_fs=dt, length_unit_A=0.0)
+    assert not (tmp_path / "x.h5").exists()

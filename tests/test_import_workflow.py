@@ -101,7 +101,7 @@ def dummy_files(tmp_path):
 def test_dry_run_plans_an_import_per_temperature_and_no_quench_or_md(tmp_path, dummy_files):
     relative = {T: p.relative_to(tmp_path) for T, p in dummy_files.items()}  # from the working directory
     path = tmp_path / "import.yaml"
-    path.write_text(yaml.safe_dump(import_section(relative)))
+    path.write_text(yaml.safe_dump(import_section(relative, length_unit_A=1.5)))
     # md_replicas_per_job would pack MD runs into groups: in import mode there are none
     packing = tmp_path / "packing.yaml"
     packing.write_text("execution:\n  md_replicas_per_job: 2\n")
@@ -118,7 +118,8 @@ def test_dry_run_plans_an_import_per_temperature_and_no_quench_or_md(tmp_path, d
     for T, p in dummy_files.items():
         # the user's file, by absolute path, is the input; the import reads the resolved config
         assert (f"softness import {p} --config results/config.resolved.yaml --out results/T{T}/trajectory.h5 "
-                f"--temperature {T} --species 1=Si 2=O --frame-interval-fs 20.0 --system silica") in out
+                f"--temperature {T} --species 1=Si 2=O --frame-interval-fs 20.0 --length-unit-A 1.5 "
+                "--system silica") in out
         assert f"log: results/logs/T{T}/import_trajectory.log" in out
     assert not (tmp_path / "results").exists()
 

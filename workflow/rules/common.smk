@@ -223,6 +223,8 @@ def import_options():
         options += ["--format", shlex.quote(IMPORT["format"])]
     if IMPORT["frame_interval_fs"] is not None:
         options += ["--frame-interval-fs", repr(float(IMPORT["frame_interval_fs"]))]
+    if IMPORT["length_unit_A"] is not None:
+        options += ["--length-unit-A", repr(float(IMPORT["length_unit_A"]))]
     if IMPORT["system"] is not None:
         options += ["--system", shlex.quote(IMPORT["system"])]
     if IMPORT["masses"]:
