@@ -160,7 +160,7 @@ def ours_energy_forces(positions, species, box):
     import jax.numpy as jnp
 
     R = jnp.asarray(np.asarray(positions, np.float64))
-    nbrs = fast.verlet_list(box, CUTOFF_A, 1.0).allocate(R)
+    nbrs = fast.verlet_list(box, CUTOFF_A, 1.0, species).allocate(R)
     sums = fast.pair_forces(silica.bks_pair_potential(CUTOFF_A), box, species, energy=True)(R, nbrs)
     return float(sums.energy), np.asarray(sums.force)
 

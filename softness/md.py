@@ -253,7 +253,7 @@ class Engine:
             forces = self.energy_fn
         else:
             _, shift = space.periodic(box_j)
-            self.verlet = fast.verlet_list(self.box0, self.cutoff_A, skin_A)
+            self.verlet = fast.verlet_list(self.box0, self.cutoff_A, skin_A, self.species)
             pair_force = fast.pair_forces(potential.pair, self.box0, self.species)
             self.pair_sums = fast.pair_forces(potential.pair, self.box0, self.species, energy=True)
 

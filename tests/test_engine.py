@@ -56,7 +56,7 @@ def _ours(positions, box, species, cutoff, dtype):
     import jax.numpy as jnp
 
     R = jnp.asarray(positions, dtype)
-    nbrs = engine.verlet_list(box, cutoff, 1.0).allocate(R)
+    nbrs = engine.verlet_list(box, cutoff, 1.0, species).allocate(R)
     assert not bool(nbrs.overflow)
     fn = jax.jit(engine.pair_forces(silica.bks_pair_potential(cutoff), box, species, energy=True))
     out = fn(R, nbrs)
@@ -110,7 +110,7 @@ def test_row_blocks_give_the_one_piece_forces_to_the_bit(monkeypatch):
     positions, species, box = _melt(64, 5, 0.1)  # a small melt, cut into blocks by a small block size
     n = len(species)
     with md.precision_scope("float32") as dtype:
-        capacity = engine.verlet_list(box, 6.0, 1.0).allocate(positions.astype(dtype)).idx.shape[-1]
+        capacity = engine.verlet_list(box, 6.0, 1.0, species).allocate(positions.astype(dtype)).idx.shape[-1]
         monkeypatch.setattr(engine, "PAIRS_PER_BLOCK", 1 << 40)
         e1, f1, w1 = _ours(positions, box, species, 6.0, dtype)
         monkeypatch.setattr(engine, "PAIRS_PER_BLOCK", n * capacity // 7)  # 7 blocks, the last one padded
@@ -149,7 +149,7 @@ def test_verlet_list_equals_brute_force_and_misses_no_pair_during_a_hot_run():
     cutoff, skin = 6.0, 0.8
     with md.precision_scope("float32") as dtype:
         R = jnp.asarray(positions, dtype)
-        vl = engine.verlet_list(box, cutoff, skin)
+        vl = engine.verlet_list(box, cutoff, skin, species)
         nbrs = vl.allocate(R, extra=16)
         forces = engine.pair_forces(silica.bks_pair_potential(cutoff), box, species)
         _, shift = space.periodic(jnp.asarray(box, dtype))
@@ -165,12 +165,12 @@ def test_verlet_list_equals_brute_force_and_misses_no_pair_during_a_hot_run():
                 s, n = c
                 n = vl.update(s.position, n)
                 s = apply(s, neighbor=n)
-                return (s, n), (s.position, n.idx, n.reference, n.builds)
+                return (s, n), (s.position, n.idx, n.species, n.reference, n.builds)
             return lax.scan(step, (state, nbrs), None, length=300)
 
-        (_, last), (Rs, idxs, refs, builds) = run(state, nbrs)
+        (_, last), (Rs, idxs, slot_species, refs, builds) = run(state, nbrs)
     assert not bool(last.overflow)
-    Rs, idxs, refs, builds = map(np.asarray, (Rs, idxs, refs, builds))
+    Rs, idxs, slot_species, refs, builds = map(np.asarray, (Rs, idxs, slot_species, refs, builds))
     n = len(species)
     assert builds[-1] - builds[0] >= 10  # the hot run rebuilds often
     for t in range(0, 300, 7):
@@ -185,13 +185,15 @@ def test_verlet_list_equals_brute_force_and_misses_no_pair_during_a_hot_run():
         assert not missing.any(), (t, np.argwhere(missing)[:3])
         # Ascending order, empty slots (N) at the end.
         assert np.all((np.diff(idxs[t], axis=1) > 0) | (idxs[t][:, 1:] == n))
+        # Each slot carries its neighbour's species (0 when empty).
+        assert_array_equal(slot_species[t], np.where(idxs[t] < n, species[np.minimum(idxs[t], n - 1)], 0))
 
 
 def test_a_list_too_short_reports_overflow_and_a_fresh_one_fits():
     import jax.numpy as jnp
 
     positions, species, box = _melt(64, 4, 0.1)
-    vl = engine.verlet_list(box, 7.0, 1.0)
+    vl = engine.verlet_list(box, 7.0, 1.0, species)
     with md.precision_scope("float32") as dtype:
         R = jnp.asarray(positions, dtype)
         fullest = _pairs_within(positions, box, 8.0).sum(axis=1).max()
@@ -201,6 +203,14 @@ def test_a_list_too_short_reports_overflow_and_a_fresh_one_fits():
         fresh = vl.allocate(R)
         assert not bool(fresh.overflow) and fresh.idx.shape[-1] >= fullest
         assert fresh.idx.shape[-1] % engine.CAPACITY_ALIGN == 0
+
+
+def test_a_list_is_built_for_its_own_atoms():
+    positions, species, box = _melt(64, 4, 0.1)
+    with pytest.raises(ValueError, match="191 positions for a list of 192 atoms"):
+        engine.verlet_list(box, 7.0, 1.0, species).allocate(positions[:-1])
+    with pytest.raises(ValueError, match="from 0 to 127"):
+        engine.verlet_list(box, 7.0, 1.0, np.full(len(species), 128))
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,7 @@ def _engine_fns(n):
     import jax
 
     box = ka.box_for(n, 1.2)
-    return (engine.verlet_list(box, 2.5, 0.3),
+    return (engine.verlet_list(box, 2.5, 0.3, ka.species_for(n)),
             jax.jit(engine.pair_forces(ka.ka_pair_potential(), box, ka.species_for(n), energy=True)))
 
 
@@ -343,7 +343,7 @@ def test_argon_mapped_configuration_energy_is_the_reduced_energy():
     sigma, eps = ka.REDUCED_UNITS["length_A"], ka.REDUCED_UNITS["energy_kcal_mol"]
     with md.precision_scope("float64") as dtype:
         e_red, f_red, w_red = _ours(positions, dtype)
-        vl = engine.verlet_list(box * sigma, 2.5 * sigma, 0.3 * sigma)
+        vl = engine.verlet_list(box * sigma, 2.5 * sigma, 0.3 * sigma, species)
         R = jnp.asarray(positions * sigma, dtype)
         out = engine.pair_forces(ka.potential().pair, box * sigma, species, energy=True)(R, vl.allocate(R))
     assert float(out.energy) / eps == pytest.approx(e_red, rel=1e-12)
