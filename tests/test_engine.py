@@ -189,6 +189,31 @@ def test_verlet_list_equals_brute_force_and_misses_no_pair_during_a_hot_run():
         assert_array_equal(slot_species[t], np.where(idxs[t] < n, species[np.minimum(idxs[t], n - 1)], 0))
 
 
+@pytest.mark.parametrize("n_sio2, capacity", [(64, 96), (64, 28), (350, 64)])
+def test_both_ways_of_finding_slots_give_the_brute_force_list(n_sio2, capacity):
+    """Counting words (small N) and the running maximum (large N) fill the same slots: the
+    brute-force neighbours in ascending order, cut at the capacity when a row overflows."""
+    import jax
+    import jax.numpy as jnp
+
+    positions, species, box = _melt(n_sio2, 6, 0.1)
+    n = len(species)
+    r_list = 5.0
+    want = _pairs_within(positions, box, r_list)
+    with md.precision_scope("float32") as dtype:
+        R, b = jnp.asarray(positions, dtype), jnp.asarray(box, dtype)
+        lists = {c: jax.jit(lambda R, c=c: engine._build(R, b, r_list, capacity, counting=c))(R)
+                 for c in (True, False)}
+    for counting, (idx, count) in lists.items():
+        idx, count = np.asarray(idx), np.asarray(count)
+        assert_array_equal(count, want.sum(axis=1))
+        for i in range(n):
+            listed = np.flatnonzero(want[i])[:capacity]
+            assert_array_equal(idx[i, :len(listed)], listed, err_msg=f"counting={counting}, row {i}")
+            assert np.all(idx[i, len(listed):] == n)
+    assert (count > capacity).any() == (capacity < want.sum(axis=1).max())
+
+
 def test_a_list_too_short_reports_overflow_and_a_fresh_one_fits():
     import jax.numpy as jnp
 
