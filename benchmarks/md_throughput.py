@@ -208,6 +208,7 @@ class Loop:
         self.engine, self.c = engine, c
         self.sched = jnp.asarray(sched, engine.dtype)
         self.reallocations = 0
+        self.completed_builds = 0
         zero = jnp.int32(0)
         self.run = lambda c, sched, n: engine.chunk(c, sched, zero, zero, jnp.int32(n))[0]
 
@@ -222,10 +223,17 @@ class Loop:
                 self.engine.extra_capacity = max(8, 2 * self.engine.extra_capacity)
                 self.c = self.engine.rebuild(self.c)
             self.reallocations += 1
+        # A reallocation starts the list's own count again, so the builds are summed here.
+        self.completed_builds += self._builds(new) - self._builds(self.c)
         self.c = new
 
+    @staticmethod
+    def _builds(c) -> int:
+        return int(np.sum(np.asarray(c["nbrs"].builds)))
+
     def builds(self) -> int:
-        return int(np.sum(np.asarray(self.c["nbrs"].builds)))
+        """List builds in the steps run so far (all replicas), across reallocations."""
+        return self.completed_builds
 
 
 class Bare:
