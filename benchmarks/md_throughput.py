@@ -9,7 +9,7 @@ printed as a check) and one LAMMPS thread and MPI rank, all in
 one process:
 
 * ours: the driver's host loop as ``softness run`` uses it (``softness.md._Run``: chunks of
-  md.chunk_steps, a frame every run.frame_interval_fs = 50 fs with energy, pressure and
+  md.chunk_steps, a frame every run.frame_interval_fs (20 fs) with energy, pressure and
   conserved energy from the pair kernel, image flags, NaN/runaway guard, overflow checks,
   frames appended to an H5MD file) on ``md.Engine`` (dense Verlet list and explicit pair
   forces of ``softness.engine``);
@@ -31,7 +31,9 @@ from a FIRE-relaxed random packing, or for N = 3000 from ``tests/data/silica_liq
 and then each runs its own trajectory. The first call of each variant compiles (not timed);
 then each repeat times every variant once, in an order rotated by one each repeat; the script
 prints atom-steps per second, medians, and ratios of medians (with their range over repeats).
-Goals (issue 10): ours >= 5 x bare jax_md and ours >= 1.0 x LAMMPS serial at both sizes.
+Goals (issue 10): ours >= 5 x bare jax_md and ours >= 1.0 x LAMMPS serial at both sizes,
+judged for the engine like for like (its bare loop, as bare jax_md and LAMMPS run: no frames,
+no files) and printed for the driver too.
 
 Replica batching: B = 1, 4 and 16 replicas of N = 648 at temperatures spread over
 3000-5000 K (B = 1: 5000 K) advanced in one program (``md.Engine(..., replicas=B)``, the bare
@@ -122,6 +124,8 @@ TABLE_INNER_A = 0.5
 NAMES = {"ours": "ours (driver)", "ours_loop": "ours, bare loop", "jax_md": "bare jax_md",
          "lammps": "LAMMPS serial"}
 SECTION = "## MD throughput"
+#: The driver's frame interval (the default config's run.frame_interval_fs).
+FRAME_INTERVAL_FS = config.resolve({})["run"]["frame_interval_fs"]
 SIDE_SECTION = "## MD throughput, two runs side by side"
 
 
@@ -461,10 +465,21 @@ def measure(n_sio2: int, repeats: int, scale: float, tmp: Path, lammps_cls, load
                      "ours_loop/jax_md": ratio(rates, "ours_loop", "jax_md"),
                      "ours_loop/lammps": ratio(rates, "ours_loop", "lammps"),
                      "ours/ours_loop": ratio(rates, "ours", "ours_loop")}
-    out["goals"] = {"ours >= 5 x jax_md": out["ratios"]["ours/jax_md"]["median"] >= 5.0,
-                    "ours >= 1.0 x LAMMPS": (None if out["ratios"]["ours/lammps"] is None
-                                             else out["ratios"]["ours/lammps"]["median"] >= 1.0)}
+    out["goals"] = goals(out["ratios"])
     return out
+
+
+def goals(ratios: dict) -> dict:
+    """Issue 10's goals, met or not (None: unmeasured). The engine is compared like for like:
+    its bare loop against bare jax_md's and LAMMPS's loops, none of which computes frames or
+    writes files; the driver's figures, which include both, are judged too."""
+    def at_least(key, x):
+        return None if ratios.get(key) is None else ratios[key]["median"] >= x
+
+    return {"engine (bare loop) >= 5 x jax_md": at_least("ours_loop/jax_md", 5.0),
+            "engine (bare loop) >= 1.0 x LAMMPS": at_least("ours_loop/lammps", 1.0),
+            "driver >= 5 x jax_md": at_least("ours/jax_md", 5.0),
+            "driver >= 1.0 x LAMMPS": at_least("ours/lammps", 1.0)}
 
 
 def _settled_648(settled: dict):
@@ -670,7 +685,8 @@ def markdown(results, batching, gpu, backend, loads, command, energy_line, secon
         "cutoff 8 A, skin 1 A, one XLA thread and one LAMMPS thread, all in one process, variants",
         "interleaved (order rotated each repeat), ratios of medians with the range of the",
         "per-repeat ratios. ours (driver): `softness run`'s host loop (`md._Run`: chunks of 500",
-        "steps, a frame every 50 fs with energy, pressure and conserved energy, H5MD writes) on",
+        f"steps, a frame every {FRAME_INTERVAL_FS:g} fs with energy, pressure and conserved energy, "
+        "H5MD writes) on",
         "`md.Engine` (dense Verlet list, explicit pair forces); ours, bare loop: one jitted",
         "`Engine.chunk` without frames; bare jax_md: a jitted `fori_loop` of jax_md's OrderedSparse",
         "update and `nvt_nose_hoover` with `jax.grad` of `bks_silica_neighbor_list`; LAMMPS",
@@ -685,7 +701,9 @@ def markdown(results, batching, gpu, backend, loads, command, energy_line, secon
         "",
         *_table_rows(results),
         "",
-        "Goals (issue 10): ours >= 5 x bare jax_md and >= 1.0 x LAMMPS serial at both sizes.",
+        "Goals (issue 10): ours >= 5 x bare jax_md and >= 1.0 x LAMMPS serial at both sizes, judged",
+        "for the engine like for like (its bare loop against bare jax_md's and LAMMPS's loops, none of",
+        "which computes frames or writes files) and for the driver, which does both.",
         "",
         *_goal_lines(results),
     ]
