@@ -110,13 +110,21 @@ MUTATIONS = [
              "pressure = (ke + virial) / (3 * volume)",
              ["tests/test_pressure.py"]),
     Mutation("pair-kernel virial sign flipped (fixed-volume engine)", "softness/engine.py",
-             "virial = 0.5 * jnp.sum(f_over_r * r2)",
-             "virial = -0.5 * jnp.sum(f_over_r * r2)",
+             "virial=0.5 * virial)",
+             "virial=-0.5 * virial)",
              ["tests/test_pressure.py"]),
     Mutation("pair-kernel virial without the 1/2 for double-counted pairs", "softness/engine.py",
-             "virial = 0.5 * jnp.sum(f_over_r * r2)",
-             "virial = jnp.sum(f_over_r * r2)",
+             "virial=0.5 * virial)",
+             "virial=virial)",
              ["tests/test_pressure.py"]),
+    Mutation("Verlet list stores each row's own species instead of its neighbours'", "softness/engine.py",
+             "species=jnp.asarray(slot_species)[idx]",
+             "species=jnp.broadcast_to(jnp.asarray(slot_species)[:n_atoms, None], idx.shape)",
+             ["tests/test_engine.py", "-k", "brute_force or melts"]),
+    Mutation("counting build puts a word's last slot in the next word", "softness/engine.py",
+             "jnp.where(inclusive[:, :, None] <= slot,",
+             "jnp.where(inclusive[:, :, None] < slot,",
+             ["tests/test_engine.py", "-k", "both_ways or brute_force"]),
     Mutation("Verlet list rebuilt only after a whole skin (misses pairs)", "softness/engine.py",
              "return jnp.max(jnp.sum(d * d, axis=-1)) > half_skin2",
              "return jnp.max(jnp.sum(d * d, axis=-1)) > 4 * half_skin2",
@@ -162,8 +170,10 @@ def run_tests(root: Path, tests: list[str]) -> tuple[int, str, float]:
     env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PJRT_NPROC", "1")  # one XLA:CPU thread per test process
     t0 = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                         cwd=root, env=env, capture_output=True, text=True)
+    # In one process: under xdist (pyproject's addopts) a failure with -x ends the session as
+    # "interrupted" (exit 2), which would read as an error instead of a caught mutation.
+    res = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider",
+                          *tests], cwd=root, env=env, capture_output=True, text=True)
     return res.returncode, res.stdout + res.stderr, time.monotonic() - t0
 
 
