@@ -124,8 +124,6 @@ TABLE_INNER_A = 0.5
 NAMES = {"ours": "ours (driver)", "ours_loop": "ours, bare loop", "jax_md": "bare jax_md",
          "lammps": "LAMMPS serial"}
 SECTION = "## MD throughput"
-#: The driver's frame interval (the default config's run.frame_interval_fs).
-FRAME_INTERVAL_FS = config.resolve({})["run"]["frame_interval_fs"]
 SIDE_SECTION = "## MD throughput, two runs side by side"
 
 
@@ -185,7 +183,7 @@ class Ours:
         self.partial = md._PartialTrajectory(tmp / f".bench_{engine.n_atoms}_{os.getpid()}.h5.partial")
         self.partial.create("run", cfg, engine.species, engine.masses, engine.box0, dtype=dtype,
                             variable_box=False, attrs={})
-        self.every = md.steps_for(cfg["run"]["frame_interval_fs"], 1.0, "run.frame_interval_fs")
+        self.every = engine.frame_every  # steps of 1 fs
 
     def steps(self, n: int) -> None:
         start = self.step
@@ -687,8 +685,8 @@ def markdown(results, batching, gpu, backend, loads, command, energy_line, secon
         "cutoff 8 A, skin 1 A, one XLA thread and one LAMMPS thread, all in one process, variants",
         "interleaved (order rotated each repeat), ratios of medians with the range of the",
         "per-repeat ratios. ours (driver): `softness run`'s host loop (`md._Run`: chunks of 500",
-        f"steps, a frame every {FRAME_INTERVAL_FS:g} fs with energy, pressure and conserved energy, "
-        "H5MD writes) on",
+        f"steps, a frame every {_config(216)['run']['frame_interval_fs']:g} fs with energy, pressure and "
+        "conserved energy, H5MD writes) on",
         "`md.Engine` (dense Verlet list, explicit pair forces); ours, bare loop: one jitted",
         "`Engine.chunk` without frames; bare jax_md: a jitted `fori_loop` of jax_md's OrderedSparse",
         "update and `nvt_nose_hoover` with `jax.grad` of `bks_silica_neighbor_list`; LAMMPS",
